@@ -1,0 +1,34 @@
+# The two commands (see README): `make run` and `make test`. Both set up first if needed.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PROFILE ?= configs/pipeline/sample.yaml
+export HF_HUB_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup run test test-slow lint format dagster clean-outputs
+
+setup:
+	@scripts/setup.sh
+
+run: setup
+	$(PY) -m orchestration.main --profile $(PROFILE)
+
+test: setup
+	WANDB_MODE=disabled $(PY) -m pytest
+
+test-slow: setup
+	WANDB_MODE=disabled $(PY) -m pytest -m "slow"
+
+lint: setup
+	.venv/bin/ruff check src orchestration tests benchmarks
+	.venv/bin/ruff format --check src orchestration tests benchmarks
+
+format: setup
+	.venv/bin/ruff format src orchestration tests benchmarks
+	.venv/bin/ruff check --fix src orchestration tests benchmarks
+
+dagster: setup
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster} .venv/bin/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+
+clean-outputs:
+	rm -rf outputs

@@ -1,0 +1,80 @@
+"""Typed, frozen configuration objects and their validation from YAML.
+
+Every stage has one frozen pydantic model. YAML is validated into it; an unknown or
+malformed key raises :class:`ConfigError` whose message names the key path (for example
+``sample.consumer.max_items: Input should be less than or equal to 3``) and the file.
+Defaults live on the models, in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = ["ConfigError", "FrozenConfig", "load_yaml", "validate_config", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A configuration file or mapping does not validate; the message names each bad key."""
+
+
+class FrozenConfig(BaseModel):
+    """Base of every stage config: immutable, and unknown keys are errors, not ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (check the path or the --config option)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _format_errors(exc: ValidationError, prefix: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if prefix:
+            key = f"{prefix}.{key}" if key != "<root>" else prefix
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt? remove it or check the documented keys)"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_config(model: type[C], data: Any, *, source: str = "<mapping>", prefix: str = "") -> C:
+    """Validate ``data`` into ``model``, raising :class:`ConfigError` that names the bad keys."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config in {source}:\n{_format_errors(exc, prefix)}") from None
+
+
+def load_config(model: type[C], path: str | Path, *, section: str | None = None) -> C:
+    """Load ``path`` (optionally one top-level ``section`` of it) into ``model``."""
+    data = load_yaml(path)
+    if section is not None:
+        if section not in data:
+            raise ConfigError(f"{path}: missing section '{section}'")
+        data = data[section]
+    return validate_config(model, data, source=str(path), prefix=section or "")
+
+
+def dump_config(config: BaseModel) -> dict[str, Any]:
+    """The fully resolved config as plain data (for writing beside outputs and to the tracker)."""
+    return config.model_dump(mode="json")

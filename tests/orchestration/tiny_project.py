@@ -1,0 +1,53 @@
+"""A tiny project (git + DVC repo, a profile, a generated sample) for orchestration tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from clothes_retrieval.data.sample import SampleDataConfig, generate_sample_data
+from clothes_retrieval.versioning import dvc_add
+
+DVC = str(Path(sys.executable).with_name("dvc"))
+
+# Small enough that the whole data stage materialises in seconds.
+TINY_SAMPLE: dict = {
+    "seed": 3,
+    "groups": {"train": 5, "validation": 4},
+    "defects": 1,
+    "consumer": {"long_side": 128},
+    "shop": {"long_side": 96},
+}
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True)
+
+
+def make_project(root: Path, sample: dict | None = None) -> Path:
+    """Write a project at ``root`` with the sample generated and tracked; returns the profile."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'tiny'\n")
+    _run(["git", "init", "-q"], root)
+    _run([DVC, "init", "-q"], root)
+    _run([DVC, "config", "core.analytics", "false"], root)
+    profile = {
+        "name": "tiny",
+        "data": {"root": "data/sample", "dvc_file": "data.dvc", "generate_sample": True},
+        "output_root": "outputs",
+        "sample": sample or TINY_SAMPLE,
+        "crops": {"max_side": 64},
+    }
+    path = root / "configs" / "tiny.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(profile))
+    generate_sample_data(
+        SampleDataConfig(**profile["sample"]), root / "data" / "sample", progress=False
+    )
+    dvc_add(root / "data", repo_root=root)
+    return path

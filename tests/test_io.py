@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from clothes_retrieval.io import atomic_dir, atomic_path, write_json
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_keeps_old_version_on_failure(tmp_path: Path):
+    target = write_json(tmp_path / "a.json", {"v": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{broken")
+            raise RuntimeError
+    assert target.read_text().strip().startswith("{")
+    assert '"v": 1' in target.read_text()
+
+
+def test_atomic_dir_replaces_whole(tmp_path: Path):
+    target = tmp_path / "d"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    with atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "c").write_text("3")
+            raise RuntimeError
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
