@@ -1,0 +1,53 @@
+"""Evaluation: DeepFashion2 consumer-to-shop retrieval accuracy (Acc@k).
+
+:func:`evaluate_retrieval` scores a submission exactly by the official rules (stated in
+:mod:`clothes_retrieval.evaluation.retrieval`, with the deviations from the official
+script); :mod:`clothes_retrieval.evaluation.submission` builds submissions from rankings
+(detected or ground-truth boxes) and writes / reads the official JSON.
+"""
+
+from clothes_retrieval.evaluation.retrieval import (
+    DEFAULT_KS,
+    GT_COLUMNS,
+    HIT_IOU,
+    SUBMISSION_COLUMNS,
+    GroundTruthError,
+    RetrievalScores,
+    SubmissionError,
+    box_iou,
+    evaluate_retrieval,
+)
+from clothes_retrieval.evaluation.submission import (
+    N_GALLERY_ENTRIES,
+    evaluate_submission_json,
+    ground_truth_gallery,
+    ground_truth_queries,
+    gt_box_submission,
+    ranking_to_submission,
+    read_submission_json,
+    records_to_submission,
+    submission_to_records,
+    write_submission_json,
+)
+
+__all__ = [
+    "DEFAULT_KS",
+    "GT_COLUMNS",
+    "HIT_IOU",
+    "N_GALLERY_ENTRIES",
+    "SUBMISSION_COLUMNS",
+    "GroundTruthError",
+    "RetrievalScores",
+    "SubmissionError",
+    "box_iou",
+    "evaluate_retrieval",
+    "evaluate_submission_json",
+    "ground_truth_gallery",
+    "ground_truth_queries",
+    "gt_box_submission",
+    "ranking_to_submission",
+    "read_submission_json",
+    "records_to_submission",
+    "submission_to_records",
+    "write_submission_json",
+]
