@@ -1,0 +1,11 @@
+"""The evaluation report: Markdown and a self-contained HTML page with tables and pictures."""
+
+from clothes_retrieval.report.build import (
+    ExampleQuery,
+    ExampleResult,
+    ReportInputs,
+    ReportTable,
+    write_report,
+)
+
+__all__ = ["ExampleQuery", "ExampleResult", "ReportInputs", "ReportTable", "write_report"]
