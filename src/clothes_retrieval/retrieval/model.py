@@ -1,0 +1,104 @@
+"""The retrieval model: a timm backbone and a CGD head, plus its preprocessing.
+
+Preprocessing comes from the backbone's own data config
+(:func:`timm.data.resolve_model_data_config`: mean, std, interpolation) with the input size
+of the retrieval config. Evaluation squashes the whole crop to the input size (crop_pct 1,
+``crop_mode="squash"``): a detection crop is already the object, and a centre crop would
+cut garments off. Training uses timm's training transform (random resized crop, flip,
+colour jitter) from :class:`~clothes_retrieval.retrieval.config.AugmentConfig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from timm.data import create_transform, resolve_model_data_config
+from torch import nn
+
+from clothes_retrieval.retrieval.backbone import create_backbone
+from clothes_retrieval.retrieval.config import AugmentConfig, ModelConfig
+from clothes_retrieval.retrieval.head import CGDHead
+
+__all__ = ["RetrievalModel", "build_model", "create_eval_transform", "create_train_transform"]
+
+
+class RetrievalModel(nn.Module):
+    """Backbone + CGD head. ``forward`` returns (embedding (B, dim), logits or None)."""
+
+    def __init__(self, backbone: nn.Module, head: CGDHead, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.input_size = tuple(input_size)  # (H, W)
+        self.data_config: dict[str, Any] = resolve_model_data_config(
+            backbone,
+            args={"input_size": (3, *self.input_size), "crop_pct": 1.0, "crop_mode": "squash"},
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.head.dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.backbone(x)  # (B, C, h, w)
+        if features.ndim != 4:
+            raise ValueError(
+                f"backbone output has shape {tuple(features.shape)}; the CGD head needs a "
+                "(B, C, H, W) feature map (use a convolutional timm model)"
+            )
+        return self.head(features)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalised (B, dim) embeddings, float32 (call in eval mode)."""
+        return self(x)[0].float()
+
+
+def build_model(
+    config: ModelConfig, num_classes: int = 0, *, load_weights: bool = True
+) -> RetrievalModel:
+    """The model for ``config``; ``num_classes`` > 0 adds the auxiliary classifier.
+
+    ``load_weights=False`` skips the backbone's initial weights (used when a trained state
+    dict is loaded right after).
+    """
+    backbone = create_backbone(
+        config.backbone,
+        weights=config.weights if load_weights else "none",
+        weights_path=config.weights_path if load_weights else None,
+    )
+    head = CGDHead(
+        backbone.num_features,
+        config.descriptors,
+        config.dim,
+        num_classes,
+        gem_p=config.gem_p,
+        gem_learnable=config.gem_learnable,
+    )
+    return RetrievalModel(backbone, head, config.input_size)
+
+
+def create_eval_transform(model: RetrievalModel) -> Callable:
+    """PIL image -> normalised (3, H, W) float tensor, from the model's data config."""
+    return create_transform(**model.data_config, is_training=False)
+
+
+def create_train_transform(model: RetrievalModel, augment: AugmentConfig) -> Callable:
+    """PIL image -> augmented, normalised (3, H, W) tensor (the eval transform when disabled)."""
+    if not augment.enabled:
+        return create_eval_transform(model)
+    cfg = model.data_config
+    return create_transform(
+        input_size=cfg["input_size"],
+        is_training=True,
+        scale=augment.scale,
+        ratio=augment.ratio,
+        hflip=augment.hflip,
+        vflip=0.0,
+        color_jitter=augment.color_jitter if augment.color_jitter > 0 else None,
+        interpolation=cfg["interpolation"],
+        mean=cfg["mean"],
+        std=cfg["std"],
+    )

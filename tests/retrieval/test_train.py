@@ -1,0 +1,95 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from clothes_retrieval.retrieval import train as train_module
+from clothes_retrieval.retrieval.train import prepare_training_crops, train_retrieval_model
+
+from .conftest import tiny_config
+
+
+def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_a_few_steps_lower_the_loss(train_crops, val_crops, tmp_path):
+    cfg = tiny_config(
+        train={"epochs": 4, "iterations_per_epoch": 3},
+        optim={"name": "adamw", "lr": 3e-3},
+        data={"augment": {"enabled": False}},
+    )
+    result = train_retrieval_model(cfg, train_crops, val_crops, tmp_path / "run", progress=False)
+    losses = [r["loss"] for r in result.history]
+    assert losses[-1] < losses[0], losses
+    assert result.epochs == 4 and result.train_images_per_s > 0
+    assert 0 <= result.val_recall_at_1 <= 1 and 0 <= result.val_map_at_r <= 1
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val_recall_at_1"] == result.val_recall_at_1 and len(metrics["history"]) == 4
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["backbone"] == "test_efficientnet"
+    assert (tmp_path / "run" / "model.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(train_crops, tmp_path, monkeypatch):
+    cfg = tiny_config(train={"epochs": 2})
+    whole = train_retrieval_model(cfg, train_crops, None, tmp_path / "whole", progress=False)
+
+    # the same run killed right after its first checkpoint, then started again
+    real_save = train_module._save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise _Interrupted
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    with pytest.raises(_Interrupted):
+        train_retrieval_model(cfg, train_crops, None, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["epoch"] == 1
+    torch.manual_seed(12345)  # a fresh process: whatever RNG state, the checkpoint's wins
+    resumed = train_retrieval_model(cfg, train_crops, None, tmp_path / "resumed", progress=False)
+    a, b = _params(whole.model), _params(resumed.model)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["loss"] for r in whole.history] == [r["loss"] for r in resumed.history]
+    c_a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["module"][
+        "loss.center.centers"
+    ]
+    c_b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["module"][
+        "loss.center.centers"
+    ]
+    assert torch.equal(c_a, c_b)
+
+
+def test_checkpoint_of_another_config_is_refused(train_crops, tmp_path):
+    train_retrieval_model(tiny_config(), train_crops, None, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        train_retrieval_model(
+            tiny_config(optim={"lr": 0.01}), train_crops, None, tmp_path, progress=False
+        )
+
+
+def test_training_sources_and_labels(train_crops):
+    other = train_crops.assign(
+        identity=train_crops["identity"].str.replace("deepfashion2", "street2shop"),
+        label=train_crops["label"],
+    )
+    both = pd.concat([train_crops, other], ignore_index=True)
+    cfg = tiny_config(data={"training_sources": ["deepfashion2", "street2shop"]})
+    table = prepare_training_crops(cfg, both)
+    assert (
+        table["label"].nunique() == 2 * train_crops["label"].nunique()
+    )  # same label, new identity
+    assert len(prepare_training_crops(tiny_config(), both)) == len(train_crops)
+    with pytest.raises(ValueError, match="darn"):
+        prepare_training_crops(tiny_config(data={"training_sources": ["darn"]}), both)
+    with pytest.raises(ValueError, match="missing columns"):
+        prepare_training_crops(tiny_config(), train_crops.drop(columns=["identity"]))
