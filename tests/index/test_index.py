@@ -15,7 +15,12 @@ from clothes_retrieval.index import (
 
 
 def _manifest(dims=(8,), **kw) -> IndexManifest:
-    base = dict(models=tuple(f"m{i}" for i in range(len(dims))), dims=tuple(dims), box_source="gt", data_version="v1")
+    base = dict(
+        models=tuple(f"m{i}" for i in range(len(dims))),
+        dims=tuple(dims),
+        box_source="gt",
+        data_version="v1",
+    )
     base.update(kw)
     return IndexManifest(**base)
 

@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from clothes_retrieval.report import ExampleQuery, ExampleResult, ReportInputs, ReportTable, write_report
+from clothes_retrieval.report import (
+    ExampleQuery,
+    ExampleResult,
+    ReportInputs,
+    ReportTable,
+    write_report,
+)
 
 
 def _image(path: Path, colour: tuple[int, int, int]) -> str:
@@ -19,12 +25,21 @@ def test_report_has_tables_figures_and_is_self_contained(tmp_path: Path):
         title="Evaluation",
         headline={"Acc@1 (gt boxes)": 0.5, "Acc@10 (gt boxes)": 0.9},
         tables=[
-            ReportTable("Retrieval", pd.DataFrame({"model": ["m0"], "Acc@10": [0.9], "paper": [0.868]})),
+            ReportTable(
+                "Retrieval", pd.DataFrame({"model": ["m0"], "Acc@10": [0.9], "paper": [0.868]})
+            ),
             ReportTable("Empty value", pd.DataFrame({"model": ["x"], "AP": [np.nan]})),
         ],
         acc_curves={"m0": {1: 0.5, 5: 0.8, 10: 0.9}},
         examples=[
-            ExampleQuery(q, (0, 0, 20, 20), [ExampleResult(g, (5, 5, 30, 25), True), ExampleResult(str(tmp_path / "missing.jpg"), (0, 0, 5, 5), False)])
+            ExampleQuery(
+                q,
+                (0, 0, 20, 20),
+                [
+                    ExampleResult(g, (5, 5, 30, 25), True),
+                    ExampleResult(str(tmp_path / "missing.jpg"), (0, 0, 5, 5), False),
+                ],
+            )
         ],
         data_version="abc.dir",
         configs={"profile": {"name": "tiny"}},

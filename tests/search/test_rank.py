@@ -63,7 +63,9 @@ def test_learned_whitening_needs_pairs_and_uses_them():
 
 def test_labels_and_bad_keys():
     assert PostprocessConfig().label() == "nearest neighbour"
-    cfg = validate_config(PostprocessConfig, {"dba": {"enabled": True}, "rerank": {"enabled": True}})
+    cfg = validate_config(
+        PostprocessConfig, {"dba": {"enabled": True}, "rerank": {"enabled": True}}
+    )
     assert cfg.steps() == ("dba", "rerank")
     with pytest.raises(ConfigError, match="rerank.k3"):
         validate_config(PostprocessConfig, {"rerank": {"k3": 1}})

@@ -40,7 +40,9 @@ def concatenate_embeddings(
         raise KeyError(f"no embeddings for models {missing}; available: {sorted(embeddings)}")
     rows = {m: embeddings[m].shape[0] for m in names}
     if len(set(rows.values())) != 1:
-        raise ValueError(f"models embed different numbers of crops: {rows}; they must embed the same crops")
+        raise ValueError(
+            f"models embed different numbers of crops: {rows}; they must embed the same crops"
+        )
     weights = dict(weights or {})
     unknown = set(weights) - set(names)
     if unknown:

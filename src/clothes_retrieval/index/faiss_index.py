@@ -29,7 +29,14 @@ from clothes_retrieval.io import atomic_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexConfig", "IndexManifest", "ManifestMismatchError", "SearchIndex", "build_index", "load_index"]
+__all__ = [
+    "IndexConfig",
+    "IndexManifest",
+    "ManifestMismatchError",
+    "SearchIndex",
+    "build_index",
+    "load_index",
+]
 
 
 class ManifestMismatchError(ValueError):
@@ -37,7 +44,9 @@ class ManifestMismatchError(ValueError):
 
 
 class IndexConfig(FrozenConfig):
-    factory: str = Field(default="Flat", description="faiss index_factory string (metric: inner product)")
+    factory: str = Field(
+        default="Flat", description="faiss index_factory string (metric: inner product)"
+    )
     nprobe: int = Field(default=16, ge=1, description="IVF cells visited per query")
     use_gpu: bool | None = Field(default=None, description="None: use GPUs when faiss sees any")
     k: int = Field(default=20, ge=1, description="results per query (DeepFashion2 scores 20)")
@@ -91,7 +100,9 @@ class IndexManifest:
 def _gpu_wanted(config: IndexConfig) -> bool:
     available = faiss.get_num_gpus() > 0 if hasattr(faiss, "get_num_gpus") else False
     if config.use_gpu and not available:
-        raise RuntimeError("use_gpu is set but faiss sees no GPU (is faiss-gpu installed and a GPU visible?)")
+        raise RuntimeError(
+            "use_gpu is set but faiss sees no GPU (is faiss-gpu installed and a GPU visible?)"
+        )
     return available if config.use_gpu is None else bool(config.use_gpu)
 
 
@@ -116,19 +127,25 @@ class SearchIndex:
     def check(self, query_manifest: IndexManifest) -> None:
         """Raise :class:`ManifestMismatchError` naming every differing field."""
         mine, theirs = self.manifest.key(), query_manifest.key()
-        diffs = [f"{k}: index {mine[k]!r} vs queries {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]
+        diffs = [
+            f"{k}: index {mine[k]!r} vs queries {theirs[k]!r}" for k in mine if mine[k] != theirs[k]
+        ]
         if diffs:
             raise ManifestMismatchError(
                 "query embeddings do not match the index; rebuild the index or embed the queries "
                 "with the same models and data:\n  " + "\n  ".join(diffs)
             )
 
-    def search(self, queries: np.ndarray, query_manifest: IndexManifest, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, query_manifest: IndexManifest, k: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(similarities, gallery row indices), each (Q, k); -1 pads when the gallery is small."""
         self.check(query_manifest)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
-            raise ManifestMismatchError(f"queries have shape {queries.shape}; the index holds {self.manifest.dim}-d vectors")
+            raise ManifestMismatchError(
+                f"queries have shape {queries.shape}; the index holds {self.manifest.dim}-d vectors"
+            )
         k = k or self.config.k
         return self._search_index.search(queries, k)
 
@@ -138,17 +155,27 @@ class SearchIndex:
         with atomic_dir(out_dir) as tmp:
             faiss.write_index(self.index, str(tmp / "index.faiss"))
             (tmp / "manifest.json").write_text(
-                json.dumps({"manifest": self.manifest.to_json(), "config": self.config.model_dump(mode="json")}, indent=2)
+                json.dumps(
+                    {
+                        "manifest": self.manifest.to_json(),
+                        "config": self.config.model_dump(mode="json"),
+                    },
+                    indent=2,
+                )
             )
         return out_dir
 
 
-def build_index(gallery: np.ndarray, manifest: IndexManifest, config: IndexConfig | None = None) -> SearchIndex:
+def build_index(
+    gallery: np.ndarray, manifest: IndexManifest, config: IndexConfig | None = None
+) -> SearchIndex:
     """Index L2-normalised (G, D) gallery vectors (inner product = cosine similarity)."""
     config = config or IndexConfig()
     gallery = np.ascontiguousarray(gallery, dtype=np.float32)
     if gallery.ndim != 2 or gallery.shape[1] != manifest.dim:
-        raise ValueError(f"gallery has shape {gallery.shape}; the manifest says {manifest.dim}-d vectors")
+        raise ValueError(
+            f"gallery has shape {gallery.shape}; the manifest says {manifest.dim}-d vectors"
+        )
     norms = np.linalg.norm(gallery, axis=1)
     if len(norms) and not np.allclose(norms[norms > 0], 1.0, atol=1e-3):
         raise ValueError("gallery vectors must be L2-normalised (use index.l2_normalize)")
@@ -163,7 +190,11 @@ def build_index(gallery: np.ndarray, manifest: IndexManifest, config: IndexConfi
 def load_index(in_dir: str | Path) -> SearchIndex:
     in_dir = Path(in_dir)
     if not (in_dir / "index.faiss").is_file() or not (in_dir / "manifest.json").is_file():
-        raise FileNotFoundError(f"{in_dir} holds no saved index (index.faiss + manifest.json); build it first")
+        raise FileNotFoundError(
+            f"{in_dir} holds no saved index (index.faiss + manifest.json); build it first"
+        )
     meta = json.loads((in_dir / "manifest.json").read_text())
     index = faiss.read_index(str(in_dir / "index.faiss"))
-    return SearchIndex(index, IndexManifest.from_json(meta["manifest"]), IndexConfig.model_validate(meta["config"]))
+    return SearchIndex(
+        index, IndexManifest.from_json(meta["manifest"]), IndexConfig.model_validate(meta["config"])
+    )

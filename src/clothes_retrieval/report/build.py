@@ -95,7 +95,9 @@ def _html_table(table: ReportTable) -> str:
     df = table.frame
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v, table.float_format))}</td>" for v in row) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{html.escape(_fmt(v, table.float_format))}</td>" for v in row)
+        + "</tr>"
         for row in df.itertuples(index=False)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -134,7 +136,9 @@ def _crop(path: str, box: Sequence[float], size: int) -> Image.Image:
             x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
             crop = im.crop((x1, y1, x2, y2))
     except (OSError, ValueError) as exc:
-        logger.warning("report: cannot read %s for the example grid (%s); drawing a blank", path, exc)
+        logger.warning(
+            "report: cannot read %s for the example grid (%s); drawing a blank", path, exc
+        )
         crop = Image.new("RGB", (size, size), (200, 200, 200))
     return ImageOps.pad(crop, (size, size), color=(255, 255, 255))
 
@@ -151,7 +155,9 @@ def example_grid(examples: Sequence[ExampleQuery], *, tile: int = 96, top: int =
         y = pad + r * (tile + pad)
         tiles = [(_crop(ex.image_path, ex.box, tile), (40, 90, 220))]
         for res in list(ex.results)[:top]:
-            tiles.append((_crop(res.image_path, res.box, tile), (30, 160, 60) if res.hit else (210, 50, 50)))
+            tiles.append(
+                (_crop(res.image_path, res.box, tile), (30, 160, 60) if res.hit else (210, 50, 50))
+            )
         for c, (img, colour) in enumerate(tiles):
             x = pad + c * (tile + pad)
             sheet.paste(img, (x, y))
@@ -191,7 +197,8 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
         md += [f"- **{k}**: {_fmt(v, '{:.4f}')}" for k, v in inputs.headline.items()]
         md.append("")
         items = "".join(
-            f"<li><b>{html.escape(k)}</b>: {html.escape(_fmt(v, '{:.4f}'))}</li>" for k, v in inputs.headline.items()
+            f"<li><b>{html.escape(k)}</b>: {html.escape(_fmt(v, '{:.4f}'))}</li>"
+            for k, v in inputs.headline.items()
         )
         htm.append(f"<h2>Headline</h2><ul>{items}</ul>")
     for table in inputs.tables:
@@ -204,13 +211,22 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
             htm.append(f"<p class='caption'>{html.escape(table.caption)}</p>")
         htm.append(_html_table(table))
     for name, data in figures.items():
-        title = "Acc@k curves" if name.startswith("acc") else "Example queries (blue) and top results (green: hit, red: miss)"
+        title = (
+            "Acc@k curves"
+            if name.startswith("acc")
+            else "Example queries (blue) and top results (green: hit, red: miss)"
+        )
         md += [f"## {title}", "", f"![{title}]({name})", ""]
         b64 = base64.b64encode(data).decode()
-        htm.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>")
+        alt = html.escape(title)
+        htm.append(f"<h2>{alt}</h2><img alt='{alt}' src='data:image/png;base64,{b64}'>")
     if inputs.notes:
         md += ["## Notes", ""] + [f"- {n}" for n in inputs.notes] + [""]
-        htm.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in inputs.notes) + "</ul>")
+        htm.append(
+            "<h2>Notes</h2><ul>"
+            + "".join(f"<li>{html.escape(n)}</li>" for n in inputs.notes)
+            + "</ul>"
+        )
     if inputs.configs:
         text = json.dumps(inputs.configs, indent=2, default=str)
         md += ["## Configuration", "", "```json", text, "```", ""]
@@ -222,7 +238,9 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
         "headline": dict(inputs.headline),
         "data_version": inputs.data_version,
         "tables": {t.title: t.frame.to_dict(orient="records") for t in inputs.tables},
-        "acc_curves": {k: {str(kk): vv for kk, vv in v.items()} for k, v in inputs.acc_curves.items()},
+        "acc_curves": {
+            k: {str(kk): vv for kk, vv in v.items()} for k, v in inputs.acc_curves.items()
+        },
     }
     with atomic_dir(out_dir) as tmp:
         (tmp / "report.md").write_text("\n".join(md))
@@ -230,6 +248,10 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
         (tmp / "report.json").write_text(json.dumps(summary, indent=2, default=str))
         for name, data in figures.items():
             (tmp / name).write_bytes(data)
-    paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "json": out_dir / "report.json"}
+    paths = {
+        "markdown": out_dir / "report.md",
+        "html": out_dir / "report.html",
+        "json": out_dir / "report.json",
+    }
     paths.update({name: out_dir / name for name in figures})
     return paths

@@ -59,7 +59,9 @@ class QueryExpansionConfig(FrozenConfig):
 
 class DBAConfig(FrozenConfig):
     enabled: bool = False
-    k: int = Field(default=2, ge=1, description="gallery neighbours averaged into each gallery vector")
+    k: int = Field(
+        default=2, ge=1, description="gallery neighbours averaged into each gallery vector"
+    )
     alpha: float = Field(default=3.0, ge=0)
 
 
@@ -121,7 +123,9 @@ def rank_gallery(
         q, g = w.apply(q), w.apply(g)
     elif post.whitening.mode == "learned":
         if train_pairs is None:
-            raise ValueError("learned whitening needs train_pairs (consumer, shop) from the training split")
+            raise ValueError(
+                "learned whitening needs train_pairs (consumer, shop) from the training split"
+            )
         a, b = (l2_normalize(x) for x in train_pairs)
         x = np.concatenate([a, b])
         pairs = np.stack([np.arange(len(a)), len(a) + np.arange(len(b))], axis=1)
@@ -129,17 +133,25 @@ def rank_gallery(
         q, g = w.apply(q), w.apply(g)
 
     if post.dba.enabled:
-        g = database_side_augmentation(g, k=min(post.dba.k, max(len(g) - 1, 1)), alpha=post.dba.alpha)
+        g = database_side_augmentation(
+            g, k=min(post.dba.k, max(len(g) - 1, 1)), alpha=post.dba.alpha
+        )
 
     if post.query_expansion.enabled:
-        q = alpha_query_expansion(q, g, k=min(post.query_expansion.k, len(g)), alpha=post.query_expansion.alpha)
+        q = alpha_query_expansion(
+            q, g, k=min(post.query_expansion.k, len(g)), alpha=post.query_expansion.alpha
+        )
 
     if post.rerank.enabled:
         r = post.rerank
-        ranked = rerank_sparse(q, g, k1=r.k1, k2=r.k2, lambda_value=r.lambda_value, topk=min(k, len(g)))
+        ranked = rerank_sparse(
+            q, g, k1=r.k1, k2=r.k2, lambda_value=r.lambda_value, topk=min(k, len(g))
+        )
         idx, scores = ranked.indices.astype(np.int64), -ranked.distances
     else:
-        manifest = IndexManifest(models=("vectors",), dims=(g.shape[1],), box_source="-", data_version="-")
+        manifest = IndexManifest(
+            models=("vectors",), dims=(g.shape[1],), box_source="-", data_version="-"
+        )
         index = build_index(g, manifest, index_config or IndexConfig())
         scores, idx = index.search(q, manifest, k=min(k, len(g)))
         idx = idx.astype(np.int64)
