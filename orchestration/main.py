@@ -54,6 +54,36 @@ def prepare_data(profile_path: Path) -> None:
         dvc_add(tracked, repo_root=project_root_of(profile_path))
 
 
+# Stage jobs in pipeline order; partitioned ones run once per partition key.
+STAGES = ("data_job", "detection_job", "fusion_job", "retrieval_job", "search_job")
+
+
+def run_stages(defs, instance) -> bool:
+    """Run every stage job of ``defs`` in order; stop at the first failure. True on success."""
+    available = {job.name for job in defs.jobs or []}
+    for name in STAGES:
+        if name not in available:  # a stage this profile does not configure
+            continue
+        job = defs.resolve_job_def(name)
+        keys = job.partitions_def.get_partition_keys() if job.partitions_def else [None]
+        for key in keys:
+            label = f"{name}[{key}]" if key else name
+            logger.info("running %s", label)
+            start = time.time()
+            result = job.execute_in_process(
+                instance=instance, partition_key=key, raise_on_error=False
+            )
+            logger.info(
+                "%s %s in %.0f s",
+                label,
+                "succeeded" if result.success else "FAILED",
+                time.time() - start,
+            )
+            if not result.success:
+                return False
+    return True
+
+
 def run_main_job(profile_path: Path) -> bool:
     """Materialise everything in the persistent instance; True on success."""
     import dagster as dg
@@ -62,12 +92,11 @@ def run_main_job(profile_path: Path) -> bool:
 
     project = project_root_of(profile_path)
     os.environ.setdefault("DAGSTER_HOME", str(project / ".dagster"))
+    os.environ.setdefault("CLOTHES_RETRIEVAL_PROFILE", str(profile_path))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     defs = build_definitions(str(profile_path))
-    job = defs.resolve_job_def("main_job")
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
-    return result.success
+        return run_stages(defs, instance)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  outputs:   {profile.output_dir}")
     for child in sorted(profile.output_dir.iterdir()) if profile.output_dir.is_dir() else []:
         print(f"    {child.name}")
+    report = profile.output_dir / "evaluation_report"
+    if (report / "report.json").is_file():
+        headline = json.loads((report / "report.json").read_text())["headline"]
+        print(f"  report:    {report / 'report.html'}")
+        print(f"             {report / 'report.md'}")
+        for key, value in headline.items():
+            print(f"    {key}: {value:.4f}")
     print(f"  Dagster:   DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} (make dagster to browse)")
     return 0 if ok else 1
 

@@ -38,3 +38,15 @@ def test_atomic_dir_replaces_whole(tmp_path: Path):
             raise RuntimeError
     assert sorted(p.name for p in target.iterdir()) == ["b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_prepare_run_dir_keeps_same_inputs_and_clears_changed(tmp_path: Path):
+    from clothes_retrieval.io import prepare_run_dir
+
+    run = tmp_path / "run"
+    assert prepare_run_dir(run, {"data": "a", "epochs": 2}) is False
+    (run / "last.pt").write_text("checkpoint")
+    assert prepare_run_dir(run, {"epochs": 2, "data": "a"}) is True  # same inputs: resume
+    assert (run / "last.pt").exists()
+    assert prepare_run_dir(run, {"data": "b", "epochs": 2}) is False  # new data: start over
+    assert not (run / "last.pt").exists()

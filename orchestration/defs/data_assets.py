@@ -25,7 +25,7 @@ DATA_GROUP = "data"
 EAGER = dg.AutomationCondition.eager()
 
 
-def _markdown_table(df: pd.DataFrame, max_rows: int = 50) -> str:
+def markdown_table(df: pd.DataFrame, max_rows: int = 50) -> str:
     if df.empty:
         return "(none)"
     shown = df.head(max_rows)
@@ -86,8 +86,8 @@ def item_table(
             "quarantine_reasons": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in reasons.items()}
             ),
-            "items_per_split": dg.MetadataValue.md(_markdown_table(per_split.reset_index())),
-            "quarantine_table": dg.MetadataValue.md(_markdown_table(quarantine)),
+            "items_per_split": dg.MetadataValue.md(markdown_table(per_split.reset_index())),
+            "quarantine_table": dg.MetadataValue.md(markdown_table(quarantine)),
             "path": dg.MetadataValue.path(str(paths["items"])),
             "quarantine_path": dg.MetadataValue.path(str(paths["quarantine"])),
         }
@@ -140,7 +140,7 @@ def retrieval_crops(
             "removed_duplicates": result.removed_duplicates,
             "skipped_too_small": result.skipped_too_small,
             "skipped_unreadable": result.skipped_unreadable,
-            "crops_per_split": dg.MetadataValue.md(_markdown_table(per_split)),
+            "crops_per_split": dg.MetadataValue.md(markdown_table(per_split)),
             "path": dg.MetadataValue.path(str(out_dir / "crops.parquet")),
         }
     )

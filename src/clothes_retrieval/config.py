@@ -14,7 +14,16 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-__all__ = ["ConfigError", "FrozenConfig", "load_yaml", "validate_config", "load_config"]
+__all__ = [
+    "ConfigError",
+    "FrozenConfig",
+    "deep_merge",
+    "dump_config",
+    "load_config",
+    "load_yaml",
+    "with_overrides",
+    "validate_config",
+]
 
 
 class ConfigError(ValueError):
@@ -78,3 +87,22 @@ def load_config(model: type[C], path: str | Path, *, section: str | None = None)
 def dump_config(config: BaseModel) -> dict[str, Any]:
     """The fully resolved config as plain data (for writing beside outputs and to the tracker)."""
     return config.model_dump(mode="json")
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def with_overrides(config: C, overrides: dict[str, Any], *, source: str = "overrides") -> C:
+    """A copy of ``config`` with ``overrides`` deep-merged in and validated again."""
+    if not overrides:
+        return config
+    merged = deep_merge(config.model_dump(mode="json"), overrides)
+    return validate_config(type(config), merged, source=source)

@@ -7,6 +7,7 @@ atomic on POSIX within one file system). Directories are published the same way.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +18,15 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "write_parquet", "write_text"]
+__all__ = [
+    "atomic_dir",
+    "atomic_path",
+    "file_digest",
+    "prepare_run_dir",
+    "write_json",
+    "write_parquet",
+    "write_text",
+]
 
 
 @contextlib.contextmanager
@@ -75,3 +84,37 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return Path(path)
+
+
+def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """md5 of a file's bytes (identifies an input artifact's content)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_run_dir(out_dir: str | Path, inputs: dict[str, Any]) -> bool:
+    """Make ``out_dir`` ready for a resumable run on ``inputs`` (config, input digests).
+
+    When the folder holds a run on the same inputs, it is kept, so training resumes from
+    its last checkpoint, and True is returned. When the inputs differ (new data, another
+    config), the stale run is removed first: resuming it would mix old and new. The inputs
+    are recorded in ``run_inputs.json``.
+    """
+    out_dir = Path(out_dir)
+    record = out_dir / "run_inputs.json"
+    wanted = json.loads(json.dumps(inputs, sort_keys=True, default=str))
+    if record.is_file():
+        try:
+            same = json.loads(record.read_text()) == wanted
+        except json.JSONDecodeError:
+            same = False
+        if same:
+            return True
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    write_json(record, wanted)
+    return False

@@ -10,13 +10,16 @@ against the project root (the nearest ancestor of the profile file holding
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from clothes_retrieval.config import FrozenConfig, dump_config, load_yaml, validate_config
 from clothes_retrieval.data.crops import CropConfig
 from clothes_retrieval.data.deepfashion2 import ReaderConfig
 from clothes_retrieval.data.sample import SampleDataConfig
+from clothes_retrieval.index import IndexConfig
+from clothes_retrieval.search import PostprocessConfig
 
 __all__ = ["DataConfig", "PipelineProfile", "load_profile", "project_root_of"]
 
@@ -37,6 +40,94 @@ class DataConfig(FrozenConfig):
     dataset: str = "deepfashion2"
 
 
+class DetectionStageConfig(FrozenConfig):
+    """Which detectors this profile trains (one partition each) and how their boxes fuse."""
+
+    configs: Path = Field(default=Path("configs/detectors"), description="detector config folder")
+    detectors: tuple[str, ...] = Field(
+        default=(), description="detector config names, best first: the order WBF fuses in"
+    )
+    profile: Literal["paper", "sample"] = "sample"
+    device: str | None = Field(default=None, description="None: cuda when available, else cpu")
+    max_epochs: int | None = Field(default=None, ge=1, description="cap epochs (smoke runs)")
+    splits: tuple[str, ...] = Field(
+        default=("validation",), description="splits whose images the detectors run on"
+    )
+    score_thr: float = Field(default=0.05, ge=0, le=1)
+    max_per_image: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    cpu_threads: int | None = Field(default=None, ge=1)
+    fusion: dict[str, Any] = Field(
+        default_factory=dict,
+        description="FusionConfig keys (iou_thr, skip_box_thr, conf_type, label_mode, weights, "
+        "...); the detector order comes from `detectors`",
+    )
+
+    @model_validator(mode="after")
+    def _fusion_validates(self) -> DetectionStageConfig:
+        if self.detectors:
+            self.fusion_config()
+        return self
+
+    def fusion_config(self) -> Any:
+        """The validated :class:`~clothes_retrieval.fusion.FusionConfig` of this stage."""
+        from clothes_retrieval.fusion import FusionConfig
+
+        data = {**self.fusion, "detectors": list(self.detectors)}
+        return validate_config(FusionConfig, data, source="profile", prefix="detection.fusion")
+
+
+class RetrievalStageConfig(FrozenConfig):
+    """Which retrieval models of the registry this profile trains (one partition each)."""
+
+    registry: Path = Field(default=Path("configs/retrieval"), description="registry folder")
+    models: tuple[str, ...] = Field(default=(), description="registry entries to train")
+    device: str | None = Field(default=None, description="None: cuda when available, else cpu")
+    torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
+    embed_batch_size: int = Field(default=64, ge=1)
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="deep-merged into every model's registry entry (e.g. train.epochs for a "
+        "smoke run); the merged config is validated again",
+    )
+
+
+class EnsembleConfig(FrozenConfig):
+    """A concatenation of several models' embeddings (the paper's Table 6)."""
+
+    models: tuple[str, ...] = Field(min_length=1)
+    weights: dict[str, float] | None = None
+
+
+class PublishConfig(FrozenConfig):
+    """The configuration whose index is published (after the accuracy floor check)."""
+
+    name: str = Field(description="a model of retrieval.models or an ensemble name")
+    box_source: str = Field(default="gt", pattern="^(gt|fused)$")
+    postprocess: str = Field(default="nearest neighbour", description="a key of search.postprocess")
+
+
+class SearchStageConfig(FrozenConfig):
+    """Embedding sets, the index, the experiments of the report and the publishing floor."""
+
+    split: str = "validation"
+    box_sources: tuple[str, ...] = Field(default=("gt",), description="gt and/or fused")
+    ensembles: dict[str, EnsembleConfig] = Field(default_factory=dict)
+    index: IndexConfig = IndexConfig()
+    postprocess: dict[str, PostprocessConfig] = Field(
+        default_factory=lambda: {"nearest neighbour": PostprocessConfig()},
+        description="post-processing settings compared in the report (name -> setting)",
+    )
+    publish: PublishConfig | None = None
+    acc10_floor: float = Field(
+        default=0.0, ge=0, le=1, description="publish only above this Acc@10"
+    )
+    examples: int = Field(default=8, ge=0, description="example queries drawn in the report")
+    paper_reference: dict[str, str] = Field(
+        default_factory=dict, description="our model -> the paper's model (m0..m17) shown beside it"
+    )
+
+
 class PipelineProfile(FrozenConfig):
     """Everything one pipeline run needs, validated."""
 
@@ -46,6 +137,9 @@ class PipelineProfile(FrozenConfig):
     sample: SampleDataConfig = SampleDataConfig()
     reader: ReaderConfig = ReaderConfig()
     crops: CropConfig = CropConfig()
+    detection: DetectionStageConfig = DetectionStageConfig()
+    retrieval: RetrievalStageConfig = RetrievalStageConfig()
+    search: SearchStageConfig = SearchStageConfig()
 
     @property
     def output_dir(self) -> Path:
@@ -63,7 +157,16 @@ class PipelineProfile(FrozenConfig):
         data = self.data.model_copy(
             update={"root": fix(self.data.root), "dvc_file": fix(self.data.dvc_file)}
         )
-        return self.model_copy(update={"data": data, "output_root": fix(self.output_root)})
+        retrieval = self.retrieval.model_copy(update={"registry": fix(self.retrieval.registry)})
+        detection = self.detection.model_copy(update={"configs": fix(self.detection.configs)})
+        return self.model_copy(
+            update={
+                "data": data,
+                "output_root": fix(self.output_root),
+                "retrieval": retrieval,
+                "detection": detection,
+            }
+        )
 
     def dump(self) -> dict:
         return dump_config(self)

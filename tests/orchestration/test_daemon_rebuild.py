@@ -54,7 +54,7 @@ def test_dagster_dev_rebuilds_after_dvc_add(tmp_path: Path):
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         defs = build_definitions(str(profile))
-        assert defs.resolve_job_def("main_job").execute_in_process(instance=instance).success
+        assert defs.resolve_job_def("data_job").execute_in_process(instance=instance).success
         before = _latest_ids(instance)
 
     port = _free_port()

@@ -18,7 +18,7 @@ def test_definitions_load_with_expected_assets():
     assert EXPECTED_ASSETS <= keys
     checks = {c.name for c in defs.resolve_asset_graph().asset_check_keys}
     assert {"item_table_schema", "item_table_valid_boxes", "item_table_nonempty_splits"} <= checks
-    assert defs.resolve_job_def("main_job") is not None
+    assert defs.resolve_job_def("data_job") is not None
     assert (
         defs.resolve_sensor_def("data_version_sensor").default_status
         == dg.DefaultSensorStatus.RUNNING

@@ -26,7 +26,7 @@ def test_new_dvc_hash_triggers_rebuild(tmp_path: Path):
     resources = {"pipeline": PipelineResource(profile_path=str(profile))}
 
     with dg.instance_for_test() as instance:
-        assert defs.resolve_job_def("main_job").execute_in_process(instance=instance).success
+        assert defs.resolve_job_def("data_job").execute_in_process(instance=instance).success
         first_hash = read_dvc_hash(project / "data.dvc")
         items_before = pd.read_parquet(
             project / "outputs" / "tiny" / "item_table" / "items.parquet"

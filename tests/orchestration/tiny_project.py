@@ -29,8 +29,33 @@ def _run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True)
 
 
-def make_project(root: Path, sample: dict | None = None) -> Path:
-    """Write a project at ``root`` with the sample generated and tracked; returns the profile."""
+REPO = Path(__file__).resolve().parents[2]
+
+# Two sample-profile models cut to one epoch on 64-px crops: the whole retrieval and
+# search stage then runs in well under a minute on the CPU.
+TINY_RETRIEVAL: dict = {
+    "registry": str(REPO / "configs" / "retrieval"),
+    "models": ["sample_lite0_gem", "sample_lite0_gem_mac"],
+    "overrides": {"train": {"epochs": 1, "batch_size": 16}, "model": {"input_size": [64, 64]}},
+    "torch_threads": 1,
+}
+TINY_SEARCH: dict = {
+    "box_sources": ["gt"],
+    "ensembles": {"both": {"models": ["sample_lite0_gem", "sample_lite0_gem_mac"]}},
+    "postprocess": {
+        "nearest neighbour": {},
+        "re-ranking": {"rerank": {"enabled": True, "k1": 5, "k2": 2}},
+    },
+    "publish": {"name": "both", "box_source": "gt"},
+    "acc10_floor": 0.0,
+    "examples": 2,
+}
+
+
+def make_project(root: Path, sample: dict | None = None, *, with_models: bool = False) -> Path:
+    """Write a project at ``root`` with the sample generated and tracked; returns the profile.
+
+    ``with_models`` adds the retrieval and search stages (two tiny models)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text("[project]\nname = 'tiny'\n")
     _run(["git", "init", "-q"], root)
@@ -43,6 +68,11 @@ def make_project(root: Path, sample: dict | None = None) -> Path:
         "sample": sample or TINY_SAMPLE,
         "crops": {"max_side": 64},
     }
+    if with_models:
+        # More validation products, so that Acc@10 of a 1-epoch model stays below 1.
+        profile["sample"] = {**profile["sample"], "groups": {"train": 5, "validation": 10}}
+        profile["retrieval"] = TINY_RETRIEVAL
+        profile["search"] = TINY_SEARCH
     path = root / "configs" / "tiny.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(profile))

@@ -18,7 +18,14 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from clothes_retrieval.config import ConfigError, FrozenConfig, load_yaml, validate_config
+from clothes_retrieval.config import (
+    ConfigError,
+    FrozenConfig,
+    deep_merge,
+    load_yaml,
+    validate_config,
+    with_overrides,
+)
 
 __all__ = [
     "AugmentConfig",
@@ -245,16 +252,6 @@ class RetrievalModelConfig(FrozenConfig):
     train: TrainConfig = TrainConfig()
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_registry(directory: str | Path = DEFAULT_REGISTRY_DIR) -> dict[str, RetrievalModelConfig]:
     """Every model entry of every ``*.yaml`` in ``directory``, validated, by name.
 
@@ -287,7 +284,7 @@ def load_registry(directory: str | Path = DEFAULT_REGISTRY_DIR) -> dict[str, Ret
                 raise ConfigError(f"{path}: models.{name} must be a mapping")
             if "name" in entry or "name" in common:
                 raise ConfigError(f"{path}: models.{name}.name: the entry's key is its name")
-            merged = _deep_merge(common, entry)
+            merged = deep_merge(common, entry)
             merged["name"] = str(name)
             registry[str(name)] = validate_config(
                 RetrievalModelConfig, merged, source=str(path), prefix=f"models.{name}"
@@ -297,10 +294,12 @@ def load_registry(directory: str | Path = DEFAULT_REGISTRY_DIR) -> dict[str, Ret
 
 
 def get_model_config(
-    name: str, directory: str | Path = DEFAULT_REGISTRY_DIR
+    name: str,
+    directory: str | Path = DEFAULT_REGISTRY_DIR,
+    overrides: dict[str, Any] | None = None,
 ) -> RetrievalModelConfig:
-    """One registry entry by name."""
+    """One registry entry by name, with ``overrides`` deep-merged in (validated again)."""
     registry = load_registry(directory)
     if name not in registry:
         raise KeyError(f"no retrieval model {name!r} in {directory}; known: {sorted(registry)}")
-    return registry[name]
+    return with_overrides(registry[name], overrides or {}, source=f"overrides of {name}")

@@ -1,4 +1,4 @@
-"""Level 3: the main job materialises everything on a tiny sample, with passing checks."""
+"""Level 3: the data job materialises the data stage on a tiny sample, with passing checks."""
 
 from pathlib import Path
 
@@ -7,10 +7,10 @@ import dagster as dg
 from orchestration.defs import build_definitions
 
 
-def test_main_job_materialises_everything(tiny_project: Path):
+def test_data_job_materialises_the_data_stage(tiny_project: Path):
     defs = build_definitions(str(tiny_project))
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("main_job").execute_in_process(instance=instance)
+        result = defs.resolve_job_def("data_job").execute_in_process(instance=instance)
         assert result.success
         observed = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
         assert [e.asset_key.to_user_string() for e in observed] == ["raw_dataset"]

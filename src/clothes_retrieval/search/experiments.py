@@ -1,0 +1,253 @@
+"""Embedding sets and the search experiments the evaluation report shows.
+
+An *embedding set* is one model's vectors for one split and one box source: the query
+boxes (consumer photos) and the gallery boxes (shop photos), each with its rows (image,
+box, category, score). Box sources:
+
+- ``gt``: ground-truth boxes (the paper's Table 3): queries are consumer items with
+  style > 0, the gallery every shop item (style-0 items stay as distractors);
+- ``fused``: the system's own boxes after weighted boxes fusion (Tables 6 and 7): every
+  fused box on a consumer photo is a query, every fused box on a shop photo a gallery
+  entry.
+
+An *experiment* ranks the gallery for the queries with one model or a concatenated
+ensemble and one post-processing setting, turns the ranking into DeepFashion2
+submission records and scores them with the official rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clothes_retrieval.evaluation import (
+    RetrievalScores,
+    evaluate_retrieval,
+    ground_truth_gallery,
+    ground_truth_queries,
+    ranking_to_submission,
+)
+from clothes_retrieval.index import IndexConfig, concatenate_embeddings
+from clothes_retrieval.io import atomic_dir
+from clothes_retrieval.search.rank import PostprocessConfig, rank_gallery
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BOX_COLUMNS",
+    "EmbeddingSet",
+    "Experiment",
+    "ExperimentResult",
+    "box_rows",
+    "build_embedding_set",
+    "run_experiment",
+    "experiments_table",
+    "save_embedding_set",
+    "load_embedding_set",
+]
+
+BOX_COLUMNS = ["image_id", "image_path", "x1", "y1", "x2", "y2", "category_id", "score"]
+
+
+def box_rows(
+    box_source: str, items: pd.DataFrame, fused: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(query rows, gallery rows) of one split for ``box_source`` (``gt`` or ``fused``).
+
+    ``items`` is the split's item table; ``fused`` the split's fused boxes (needed for
+    ``fused``). Rows carry :data:`BOX_COLUMNS` (ground-truth rows also keep item fields).
+    """
+    if box_source == "gt":
+        queries = ground_truth_queries(items).assign(score=1.0)
+        gallery = ground_truth_gallery(items).assign(score=1.0)
+        return queries, gallery
+    if box_source == "fused":
+        if fused is None:
+            raise ValueError(
+                "box source 'fused' needs the fused boxes: run the detection stage first"
+            )
+        queries = fused[fused["source"] == "user"].sort_values(
+            ["image_id", "score"], ascending=[True, False]
+        )
+        gallery = fused[fused["source"] == "shop"].sort_values(
+            ["image_id", "score"], ascending=[True, False]
+        )
+        return queries[BOX_COLUMNS].reset_index(drop=True), gallery[BOX_COLUMNS].reset_index(
+            drop=True
+        )
+    raise ValueError(f"unknown box source {box_source!r}: use 'gt' or 'fused'")
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    """One model's query and gallery vectors for one box source (rows aligned with vectors)."""
+
+    model: str
+    box_source: str
+    query: np.ndarray  # (Q, D) float32, L2-normalised
+    gallery: np.ndarray  # (G, D)
+    query_rows: pd.DataFrame
+    gallery_rows: pd.DataFrame
+
+    @property
+    def dim(self) -> int:
+        return int(self.query.shape[1]) if self.query.ndim == 2 else 0
+
+
+def build_embedding_set(
+    model: object,
+    name: str,
+    box_source: str,
+    items: pd.DataFrame,
+    fused: pd.DataFrame | None = None,
+    *,
+    batch_size: int = 64,
+    device: str | None = None,
+) -> EmbeddingSet:
+    """Embed one split's query and gallery boxes of ``box_source`` with a trained model."""
+    from clothes_retrieval.retrieval import embed_crops
+
+    q_rows, g_rows = box_rows(box_source, items, fused)
+
+    def embed(rows: pd.DataFrame) -> np.ndarray:
+        boxes = [
+            (path, (x1, y1, x2, y2))
+            for path, x1, y1, x2, y2 in rows[["image_path", "x1", "y1", "x2", "y2"]].itertuples(
+                index=False
+            )
+        ]
+        return embed_crops(model, boxes, batch_size=batch_size, device=device)  # type: ignore[arg-type]
+
+    return EmbeddingSet(name, box_source, embed(q_rows), embed(g_rows), q_rows, g_rows)
+
+
+def save_embedding_set(es: EmbeddingSet, out_dir: str | Path) -> Path:
+    """Write ``query.npy``, ``gallery.npy`` and their row tables atomically into ``out_dir``."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        np.save(tmp / "query.npy", es.query)
+        np.save(tmp / "gallery.npy", es.gallery)
+        es.query_rows[[c for c in es.query_rows.columns if c in _KEEP]].to_parquet(
+            tmp / "query.parquet"
+        )
+        es.gallery_rows[[c for c in es.gallery_rows.columns if c in _KEEP]].to_parquet(
+            tmp / "gallery.parquet"
+        )
+        (tmp / "meta.txt").write_text(f"{es.model}\n{es.box_source}\n")
+    return out_dir
+
+
+_KEEP = set(BOX_COLUMNS) | {"item_uid", "pair_id", "style", "item_index", "source", "split"}
+
+
+def load_embedding_set(in_dir: str | Path) -> EmbeddingSet:
+    in_dir = Path(in_dir)
+    if not (in_dir / "meta.txt").is_file():
+        raise FileNotFoundError(
+            f"{in_dir} holds no embedding set; materialise the embeddings asset first"
+        )
+    model, box_source = (in_dir / "meta.txt").read_text().split("\n")[:2]
+    return EmbeddingSet(
+        model=model,
+        box_source=box_source,
+        query=np.load(in_dir / "query.npy"),
+        gallery=np.load(in_dir / "gallery.npy"),
+        query_rows=pd.read_parquet(in_dir / "query.parquet"),
+        gallery_rows=pd.read_parquet(in_dir / "gallery.parquet"),
+    )
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A row of the report: which models, which boxes, which post-processing."""
+
+    name: str
+    models: tuple[str, ...]
+    box_source: str
+    post: PostprocessConfig = PostprocessConfig()
+    weights: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    experiment: Experiment
+    scores: RetrievalScores
+    submission: pd.DataFrame
+    ranking: np.ndarray  # (Q, k) gallery row positions
+    query_rows: pd.DataFrame
+    gallery_rows: pd.DataFrame
+
+    def row(self) -> dict[str, object]:
+        e = self.experiment
+        out: dict[str, object] = {
+            "name": e.name,
+            "models": " + ".join(e.models),
+            "boxes": e.box_source,
+            "post-processing": e.post.label(),
+        }
+        out.update({f"Acc@{k}": v for k, v in self.scores.accuracy.items()})
+        return out
+
+
+def run_experiment(
+    experiment: Experiment,
+    sets: Mapping[str, EmbeddingSet],
+    gt_items: pd.DataFrame,
+    *,
+    k: int = 20,
+    index_config: IndexConfig | None = None,
+    train_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> ExperimentResult:
+    """Rank, build the submission and score it (``sets``: model -> its set for the boxes)."""
+    chosen = [sets[m] for m in experiment.models]
+    first = chosen[0]
+    for es in chosen[1:]:
+        if len(es.query_rows) != len(first.query_rows) or len(es.gallery_rows) != len(
+            first.gallery_rows
+        ):
+            raise ValueError(
+                f"models {experiment.models} embedded different boxes; "
+                "re-embed them on the same boxes"
+            )
+    query = concatenate_embeddings(
+        {es.model: es.query for es in chosen}, weights=experiment.weights
+    )
+    gallery = concatenate_embeddings(
+        {es.model: es.gallery for es in chosen}, weights=experiment.weights
+    )
+    pairs = None
+    if train_pairs is not None and all(m in train_pairs for m in experiment.models):
+        pairs = (
+            concatenate_embeddings(
+                {m: train_pairs[m][0] for m in experiment.models}, weights=experiment.weights
+            ),
+            concatenate_embeddings(
+                {m: train_pairs[m][1] for m in experiment.models}, weights=experiment.weights
+            ),
+        )
+    if len(query) == 0:
+        raise ValueError(f"experiment {experiment.name!r} has no query boxes")
+    ranking, _ = rank_gallery(
+        query, gallery, experiment.post, k=k, index_config=index_config, train_pairs=pairs
+    )
+    submission = ranking_to_submission(first.query_rows, first.gallery_rows, ranking, n_entries=k)
+    scores = evaluate_retrieval(gt_items, submission)
+    logger.info(
+        "%s (%s boxes, %s): %s",
+        experiment.name,
+        experiment.box_source,
+        experiment.post.label(),
+        {f"Acc@{k}": round(v, 4) for k, v in scores.accuracy.items()},
+    )
+    return ExperimentResult(
+        experiment, scores, submission, ranking, first.query_rows, first.gallery_rows
+    )
+
+
+def experiments_table(results: Sequence[ExperimentResult]) -> pd.DataFrame:
+    return pd.DataFrame([r.row() for r in results])
