@@ -183,6 +183,15 @@ def build_detection_assets(profile: PipelineProfile) -> list:
             ],
             ignore_index=True,
         )
+        # A detector that found nothing (e.g. undertrained) must not sink the fusion: fuse the
+        # others and say so; only no boxes at all is an error.
+        present = [n for n in names if (det["detector"] == n).any()]
+        silent = [n for n in names if n not in present]
+        if silent:
+            context.log.warning("detectors without boxes, left out of the fusion: %s", silent)
+        if not present:
+            raise ValueError(f"no detector produced a box ({names}); check the detection_metrics")
+        fusion = fusion.for_detectors(present)
         fused = fuse_detections(det, fusion)
         out_dir = pipeline.artifact_dir("fused_boxes")
         write_parquet(out_dir / "fused.parquet", fused)
@@ -202,6 +211,7 @@ def build_detection_assets(profile: PipelineProfile) -> list:
             metadata={
                 "fused_boxes": len(fused),
                 "input_boxes": len(det),
+                "detectors_without_boxes": ", ".join(silent) or "none",
                 "detection_table": dg.MetadataValue.md(markdown_table(table)),
                 "fusion_ablation": dg.MetadataValue.md(markdown_table(ablation)),
                 "path": dg.MetadataValue.path(str(out_dir / "fused.parquet")),

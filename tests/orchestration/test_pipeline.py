@@ -59,3 +59,19 @@ def test_all_stages_then_the_floor_blocks_publishing(tmp_path: Path):
         assert "evaluation_report" in materialised and "published_index" not in materialised
         after = instance.get_latest_materialization_event(dg.AssetKey("published_index")).timestamp
         assert after == published_before  # the old published index stays as it was
+
+
+def test_detection_fusion_and_fused_box_search(tmp_path: Path):
+    profile = make_project(tmp_path / "project", with_models=True, with_detection=True)
+    out = profile.parents[1] / "outputs" / "tiny"
+    defs = build_definitions(str(profile))
+    with dg.instance_for_test() as instance:
+        assert run_stages(defs, instance)
+        for name in ("detector_checkpoint", "detections", "detection_metrics", "fused_boxes"):
+            assert instance.get_latest_materialization_event(dg.AssetKey(name)) is not None, name
+        assert (out / "fused_boxes" / "fused.parquet").is_file()
+        report = (out / "evaluation_report" / "report.md").read_text()
+        assert (
+            "Table 2 layout" in report and "Table 5 layout" in report and "Table 6 layout" in report
+        )
+        assert "paper: atss" in report

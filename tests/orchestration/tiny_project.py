@@ -52,7 +52,25 @@ TINY_SEARCH: dict = {
 }
 
 
-def make_project(root: Path, sample: dict | None = None, *, with_models: bool = False) -> Path:
+# Two detector families (single-stage ATSS, CenterNet), one epoch each on the tiny images.
+TINY_DETECTION: dict = {
+    "configs": str(REPO / "configs" / "detectors"),
+    "detectors": ["atss", "centernet"],
+    "max_epochs": 1,
+    "score_thr": 0.0,  # a 1-epoch detector's scores are low; keep its top boxes anyway
+    "max_per_image": 20,
+    "cpu_threads": 1,
+    "fusion": {"label_mode": "vote", "max_per_image": 5},
+}
+
+
+def make_project(
+    root: Path,
+    sample: dict | None = None,
+    *,
+    with_models: bool = False,
+    with_detection: bool = False,
+) -> Path:
     """Write a project at ``root`` with the sample generated and tracked; returns the profile.
 
     ``with_models`` adds the retrieval and search stages (two tiny models)."""
@@ -73,6 +91,9 @@ def make_project(root: Path, sample: dict | None = None, *, with_models: bool = 
         profile["sample"] = {**profile["sample"], "groups": {"train": 5, "validation": 10}}
         profile["retrieval"] = TINY_RETRIEVAL
         profile["search"] = TINY_SEARCH
+    if with_detection:
+        profile["detection"] = TINY_DETECTION
+        profile["search"] = {**profile["search"], "box_sources": ["gt", "fused"]}
     path = root / "configs" / "tiny.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(profile))

@@ -51,6 +51,7 @@ __all__ = [
     "load_embedding_set",
 ]
 
+MIN_BOX_SIDE = 4  # pixels; smaller fused boxes are dropped before embedding
 BOX_COLUMNS = ["image_id", "image_path", "x1", "y1", "x2", "y2", "category_id", "score"]
 
 
@@ -71,6 +72,15 @@ def box_rows(
             raise ValueError(
                 "box source 'fused' needs the fused boxes: run the detection stage first"
             )
+        # Boxes under MIN_BOX_SIDE pixels cannot be cropped into a meaningful image.
+        keep = ((fused["x2"] - fused["x1"]) >= MIN_BOX_SIDE) & (
+            (fused["y2"] - fused["y1"]) >= MIN_BOX_SIDE
+        )
+        if (~keep).any():
+            logger.info(
+                "dropping %d fused boxes smaller than %d px", int((~keep).sum()), MIN_BOX_SIDE
+            )
+        fused = fused[keep]
         queries = fused[fused["source"] == "user"].sort_values(
             ["image_id", "score"], ascending=[True, False]
         )

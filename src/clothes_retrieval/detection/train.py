@@ -1,0 +1,378 @@
+"""Train one detector with mmengine's Runner, resumably, logging to our tracker.
+
+:func:`train_detector` builds the mmdet config (:func:`build_mmdet_config`), writes it
+beside the checkpoints (``work_dir/config.py``, and our own config as
+``work_dir/detector_config.json``), and runs ``mmengine.runner.Runner``:
+
+- **Resumable.** When ``work_dir`` already holds a checkpoint (mmengine's
+  ``last_checkpoint`` record), the run resumes from it (``resume=True``): model, optimizer,
+  LR schedule and epoch counter. Asking for more epochs than were trained continues the
+  run; asking for as many does nothing and returns the existing checkpoint. Note that a
+  resumed LR schedule keeps the state it was saved with.
+- **Tracking.** :class:`TrackerHook` forwards the ``train/*`` scalars of
+  ``runner.message_hub`` (losses, lr) every ``log_interval`` iterations and the
+  validation CocoMetric (``coco/bbox_mAP``, ``_50``, ``_75``, ``_s``, ``_m``, ``_l``) to
+  :func:`clothes_retrieval.tracking.create_tracker` (W&B offline by default, nothing under
+  ``WANDB_MODE=disabled``). mmengine's WandbVisBackend is not used. A resumed run continues
+  the same W&B run (its id is kept in ``work_dir/tracker.json``).
+- **Device.** CUDA when available, with mixed precision (``AmpOptimWrapper``); else CPU.
+- **Quiet.** mmengine logs at WARNING; progress is a tqdm bar over iterations and one log
+  line per validation.
+
+The returned checkpoint is ``work_dir/latest.pth`` (a hard link to the last epoch's
+checkpoint, made atomically).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.hooks import Hook
+
+from clothes_retrieval.config import dump_config
+from clothes_retrieval.detection.config import (
+    DetectorConfig,
+    build_mmdet_config,
+    load_detector_config,
+)
+from clothes_retrieval.io import atomic_path, write_json, write_text
+from clothes_retrieval.tracking import Mode, Tracker, create_tracker
+
+__all__ = [
+    "TrainResult",
+    "TrackerHook",
+    "resolve_device",
+    "torch_threads",
+    "train_detector",
+    "trusted_checkpoints",
+]
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest.pth"
+VAL_METRICS = "val_metrics.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_detector` produced."""
+
+    checkpoint: Path  # work_dir/latest.pth
+    work_dir: Path
+    config_path: Path  # the resolved mmdet config (work_dir/config.py)
+    detector_config_path: Path  # our config, profile and arguments (JSON)
+    epochs: int  # epochs trained in total (resumed ones included)
+    resumed_from_epoch: int | None  # the checkpoint's epoch when resumed, else None
+    device: str
+    seconds: float  # wall time of this call
+    metrics: dict[str, float] = field(default_factory=dict)  # last validation, coco/bbox_*
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``: "cuda" when available, else "cpu"."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device {device!r}: use cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but CUDA is not available")
+    return device
+
+
+class TrackerHook(Hook):
+    """Forwards message-hub scalars and validation metrics to a tracker; shows progress.
+
+    Validation metrics are also appended to ``work_dir/val_metrics.json``, so that a
+    resumed or already finished run still reports them.
+    """
+
+    priority = "LOW"  # after RuntimeInfoHook has put this iteration's scalars in the hub
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        *,
+        interval: int,
+        metrics_path: Path,
+        progress: bool = True,
+        name: str = "detector",
+    ) -> None:
+        self.tracker = tracker
+        self.name = name
+        self.interval = interval
+        self.metrics_path = metrics_path
+        self.progress = progress
+        self.resumed_from_epoch: int | None = None
+        self._bar: Any = None
+
+    def before_train(self, runner: Any) -> None:
+        from tqdm import tqdm
+
+        if runner.epoch > 0:
+            self.resumed_from_epoch = runner.epoch
+            log.info("resumed from epoch %d (iteration %d)", runner.epoch, runner.iter)
+        self._bar = tqdm(
+            total=runner.max_iters,
+            initial=runner.iter,
+            desc=f"train {self.name}",
+            unit="it",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+
+    def after_train_iter(
+        self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        step = runner.iter + 1
+        scalars = {
+            name: float(buf.current())
+            for name, buf in runner.message_hub.log_scalars.items()
+            if name.startswith("train/") and "time" not in name
+        }
+        if self._bar is not None:
+            self._bar.update(1)
+            if "train/loss" in scalars:
+                self._bar.set_postfix(epoch=runner.epoch + 1, loss=f"{scalars['train/loss']:.3f}")
+        if step % self.interval == 0 or step == runner.max_iters:
+            self.tracker.log({**scalars, "epoch": runner.epoch + 1}, step=step)
+
+    def after_val_epoch(self, runner: Any, metrics: Mapping[str, float] | None = None) -> None:
+        metrics = {k: float(v) for k, v in (metrics or {}).items()}
+        if not metrics:
+            log.warning(
+                "epoch %d validation: no COCO metrics (no box above the model's test score "
+                "threshold); nothing logged",
+                runner.epoch,
+            )
+            return
+        self.tracker.log({f"val/{k}": v for k, v in metrics.items()}, step=runner.iter)
+        history = _read_metrics(self.metrics_path)
+        history.append({"epoch": runner.epoch, "iter": runner.iter, **metrics})
+        write_json(self.metrics_path, history)
+        log.info(
+            "epoch %d validation: bbox AP %.3f, AP50 %.3f",
+            runner.epoch,
+            metrics.get("coco/bbox_mAP", float("nan")),
+            metrics.get("coco/bbox_mAP_50", float("nan")),
+        )
+
+    def after_train(self, runner: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _read_metrics(path: Path) -> list[dict[str, float]]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op CPU threads (None: leave torch's setting), then restore it.
+
+    On cores shared with other busy processes, OpenMP's spin-waiting makes 2 threads several
+    times slower than 1 (measured here: ~4x); ``OMP_WAIT_POLICY=PASSIVE`` in the
+    environment of the process avoids that without giving up the second core.
+    """
+    previous = torch.get_num_threads()
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"cpu_threads must be >= 1, got {n}")
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def trusted_checkpoints() -> Iterator[None]:
+    """Let mmengine load full checkpoints (``torch.load(..., weights_only=False)``).
+
+    mmengine's checkpoints pickle its message hub and the config beside the weights;
+    torch >= 2.6 loads ``weights_only`` by default and rejects them, so resuming and
+    inference would fail. Only for checkpoints our own runs wrote (or that you trust):
+    unpickling runs code.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def load_from_local(filename: str, map_location: Any = None) -> Any:
+        path = Path(filename).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} not found")
+        return torch.load(path, map_location=map_location, weights_only=False)
+
+    original = CheckpointLoader._schemes[""]
+    CheckpointLoader._schemes[""] = load_from_local
+    try:
+        yield
+    finally:
+        CheckpointLoader._schemes[""] = original
+
+
+@contextlib.contextmanager
+def _forced_device(device: str) -> Iterator[None]:
+    """mmengine's Runner places the model on ``get_device()``; pin it to ``device``."""
+    import mmengine.runner.runner as runner_module
+
+    original = runner_module.get_device
+    runner_module.get_device = lambda: device.split(":")[0]
+    try:
+        yield
+    finally:
+        runner_module.get_device = original
+
+
+def _link_latest(checkpoint: Path, work_dir: Path) -> Path:
+    latest = work_dir / LATEST
+    with atomic_path(latest) as tmp:
+        tmp.unlink()
+        try:
+            os.link(checkpoint, tmp)
+        except OSError:  # file systems without hard links
+            import shutil
+
+            shutil.copyfile(checkpoint, tmp)
+    return latest
+
+
+def train_detector(
+    detector: DetectorConfig | str | Path,
+    profile: str,
+    train_json: str | Path,
+    val_json: str | Path | None,
+    work_dir: str | Path,
+    *,
+    device: str | None = None,
+    max_epochs: int | None = None,
+    load_from: str | Path | None = None,
+    tracker_project: str = "clothes-retrieval",
+    tracker_mode: Mode | None = None,
+    tracker_group: str | None = "detection",
+    progress: bool = True,
+    cpu_threads: int | None = None,
+    tracker: Tracker | None = None,
+) -> TrainResult:
+    """Train (or resume training) ``detector`` with ``profile`` on COCO files.
+
+    ``detector``: a config or the name/path of its YAML. ``max_epochs`` overrides the
+    profile's epochs. ``load_from``: a detector checkpoint to start from (ignored when
+    ``work_dir`` already holds a checkpoint to resume). ``tracker_mode`` None follows
+    ``WANDB_MODE`` (offline by default). ``cpu_threads``: torch threads during training
+    (None: unchanged; see :func:`torch_threads`). ``tracker``: log to this tracker (the
+    caller owns and finishes it) instead of creating one with ``tracker_*``.
+    """
+    from mmdet.utils import register_all_modules
+    from mmengine.runner import Runner, find_latest_checkpoint
+
+    import clothes_retrieval.detection.timm_backbone  # noqa: F401  (registers the backbone)
+
+    start = time.perf_counter()
+    if not isinstance(detector, DetectorConfig):
+        detector = load_detector_config(detector)
+    for path in (train_json, val_json):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"COCO file {path} not found (write it with export_coco)")
+    device = resolve_device(device)
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    cfg = build_mmdet_config(
+        detector,
+        profile,
+        train_json=train_json,
+        val_json=val_json,
+        work_dir=work_dir,
+        max_epochs=max_epochs,
+        amp=device.startswith("cuda"),
+        load_from=load_from,
+    )
+    previous = find_latest_checkpoint(str(work_dir))
+    if previous is not None:
+        cfg.resume = True  # mmengine then resumes from work_dir's last checkpoint
+        cfg.load_from = None
+        log.info("%s: resuming from %s", detector.name, previous)
+
+    config_path = write_text(work_dir / "config.py", cfg.pretty_text)
+    run_record = {
+        "detector": dump_config(detector),
+        "profile": profile,
+        "train_json": str(Path(train_json).resolve()),
+        "val_json": str(Path(val_json).resolve()) if val_json is not None else None,
+        "max_epochs": cfg.train_cfg.max_epochs,
+        "device": device,
+        "load_from": str(load_from) if load_from is not None else None,
+    }
+    detector_config_path = write_json(work_dir / "detector_config.json", run_record)
+
+    own_tracker = tracker is None
+    if tracker is None:
+        tracker_file = work_dir / "tracker.json"
+        resume_id = (
+            json.loads(tracker_file.read_text()).get("id") if tracker_file.is_file() else None
+        )
+        tracker = create_tracker(
+            tracker_project,
+            f"{detector.name}-{profile}",
+            {**run_record, "mmdet_config": cfg.to_dict()},
+            mode=tracker_mode,
+            directory=work_dir,
+            group=tracker_group,
+            resume_id=resume_id,
+        )
+        if getattr(tracker, "id", None):
+            write_json(tracker_file, {"id": tracker.id})
+
+    register_all_modules(init_default_scope=False)
+    hook = TrackerHook(
+        tracker,
+        interval=detector.profile(profile).log_interval,
+        metrics_path=work_dir / VAL_METRICS,
+        progress=progress,
+        name=detector.name,
+    )
+    try:
+        cfg.experiment_name = f"{detector.name}_{time.strftime('%Y%m%d_%H%M%S')}"
+        with _forced_device(device), torch_threads(cpu_threads), trusted_checkpoints():
+            runner = Runner.from_cfg(cfg)
+            runner.register_hook(hook)
+            runner.train()
+        epochs = runner.epoch
+        last = find_latest_checkpoint(str(work_dir))
+        if last is None:
+            raise RuntimeError(f"training finished without a checkpoint in {work_dir}")
+        checkpoint = _link_latest(Path(last), work_dir)
+        history = _read_metrics(work_dir / VAL_METRICS)
+        metrics = {k: v for k, v in (history[-1] if history else {}).items() if "/" in k}
+        tracker.summary({"epochs": epochs, **metrics, "checkpoint": str(checkpoint)})
+    finally:
+        if own_tracker:
+            tracker.finish()
+    seconds = time.perf_counter() - start
+    log.info(
+        "%s (%s) trained %d epochs in %.0f s -> %s",
+        detector.name,
+        profile,
+        epochs,
+        seconds,
+        checkpoint,
+    )
+    return TrainResult(
+        checkpoint=checkpoint,
+        work_dir=work_dir,
+        config_path=config_path,
+        detector_config_path=detector_config_path,
+        epochs=epochs,
+        resumed_from_epoch=hook.resumed_from_epoch,
+        device=device,
+        seconds=seconds,
+        metrics=metrics,
+    )
