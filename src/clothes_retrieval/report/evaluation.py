@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clothes_retrieval.evaluation import write_submission_json
+from clothes_retrieval.evaluation import HIT_IOU, box_iou, write_submission_json
 from clothes_retrieval.profile import PublishConfig, SearchStageConfig
 from clothes_retrieval.report.build import (
     ExampleQuery,
@@ -75,24 +75,32 @@ def ensemble_members(
     )
 
 
-def _examples(result: ExperimentResult, n: int) -> list[ExampleQuery]:
+def _examples(result: ExperimentResult, gt_items: pd.DataFrame, n: int) -> list[ExampleQuery]:
+    """The first ``n`` scored queries with their top 5; an entry is a hit by the official
+    rule: its gallery image holds a correct item (same pair_id and style as the query's
+    ground-truth item) whose box overlaps the entry's box with IoU >= 0.5."""
     details = result.scores.details
     rows = details[details["detection"].notna()].head(n)
+    shop = gt_items[gt_items["source"] == "shop"]
     out = []
     for _, d in rows.iterrows():
         qi = int(d["detection"])
         q = result.query_rows.iloc[qi]
-        hit_rank = d["first_hit_rank"]
+        correct = shop[(shop["pair_id"] == d["pair_id"]) & (shop["style"] == d["style"])]
         entries = []
-        for rank, gi in enumerate(result.ranking[qi, :5], start=1):
+        for gi in result.ranking[qi, :5]:
             if gi < 0:
                 break
             g = result.gallery_rows.iloc[int(gi)]
-            hit = bool(not pd.isna(hit_rank) and rank == int(hit_rank))
-            if "pair_id" in result.gallery_rows.columns and "pair_id" in result.query_rows.columns:
-                hit = hit or (
-                    g["pair_id"] == q["pair_id"] and g["style"] == q["style"] and q["style"] > 0
-                )
+            same_image = correct[correct["image_id"] == g["image_id"]]
+            box = np.array([[g["x1"], g["y1"], g["x2"], g["y2"]]], dtype=np.float64)
+            hit = bool(
+                len(same_image)
+                and (
+                    box_iou(box, same_image[["x1", "y1", "x2", "y2"]].to_numpy(np.float64))
+                    >= HIT_IOU
+                ).any()
+            )
             entries.append(
                 ExampleResult(str(g["image_path"]), (g["x1"], g["y1"], g["x2"], g["y2"]), hit)
             )
@@ -277,7 +285,7 @@ def run_evaluation(
         headline=headline,
         tables=tables,
         acc_curves=curves,
-        examples=_examples(published, search.examples),
+        examples=_examples(published, gt_items, search.examples),
         data_version=data_version,
         configs=dict(configs or {}),
         notes=[
