@@ -35,7 +35,14 @@ def build_definitions(profile_path: str | None = None) -> dg.Definitions:
         return [a.key.to_user_string() for a in defs_list]
 
     jobs = [data_job, observe_raw_dataset_job]
-    jobs += stage_jobs(keys(detection[:3]), keys(retrieval), keys(search), keys(detection[3:]))
+    jobs += stage_jobs(
+        {
+            "detection_job": keys(detection[:3]),
+            "fusion_job": keys(detection[3:]),
+            "retrieval_job": keys(retrieval),
+            "search_job": keys(search),
+        }
+    )
     return dg.Definitions(
         assets=assets,
         asset_checks=dg.load_asset_checks_from_modules([checks]),

@@ -24,43 +24,20 @@ data_job = dg.define_asset_job(
 )
 
 
-def stage_jobs(
-    detector_assets: list[str],
-    retrieval_assets: list[str],
-    search_assets: list[str],
-    fusion_assets: list[str],
-) -> list:
-    jobs = []
-    if detector_assets:
-        jobs.append(
-            dg.define_asset_job(
-                "detection_job",
-                selection=dg.AssetSelection.keys(*detector_assets),
-                description="Train, run and evaluate one detector (a partition).",
-            )
+STAGE_DESCRIPTIONS = {
+    "detection_job": "Train, run and evaluate one detector (a partition).",
+    "fusion_job": "Fuse every detector's boxes (WBF) and report detection.",
+    "retrieval_job": "Train one retrieval model (a partition) and embed the search split.",
+    "search_job": "Index, evaluate (report) and publish if above the floor.",
+}
+
+
+def stage_jobs(stage_assets: dict[str, list[str]]) -> list:
+    """One asset job per stage that has assets (``stage_assets``: job name -> asset keys)."""
+    return [
+        dg.define_asset_job(
+            name, selection=dg.AssetSelection.keys(*keys), description=STAGE_DESCRIPTIONS[name]
         )
-    if fusion_assets:
-        jobs.append(
-            dg.define_asset_job(
-                "fusion_job",
-                selection=dg.AssetSelection.keys(*fusion_assets),
-                description="Fuse every detector's boxes (WBF) and report detection.",
-            )
-        )
-    if retrieval_assets:
-        jobs.append(
-            dg.define_asset_job(
-                "retrieval_job",
-                selection=dg.AssetSelection.keys(*retrieval_assets),
-                description="Train one retrieval model (a partition) and embed the search split.",
-            )
-        )
-    if search_assets:
-        jobs.append(
-            dg.define_asset_job(
-                "search_job",
-                selection=dg.AssetSelection.keys(*search_assets),
-                description="Index, evaluate (report) and publish if above the floor.",
-            )
-        )
-    return jobs
+        for name, keys in stage_assets.items()
+        if keys
+    ]
