@@ -92,6 +92,26 @@ QUARANTINE_COLUMNS: dict[str, str] = {
     "message": "string",
 }
 
+# The detections table (one row per detected box; also the fused boxes, with detector set
+# to the fusion method): detector name, the image it is in, the box in pixels, the score in
+# [0, 1] and the DeepFashion2 category. Written by detection inference, read by fusion,
+# the detection metrics and the fused-box search.
+DETECTION_COLUMNS: dict[str, str] = {
+    "detector": "string",
+    "split": "string",
+    "image_id": "int64",
+    "source": "string",
+    "image_path": "string",
+    "image_width": "int64",
+    "image_height": "int64",
+    "x1": "float64",
+    "y1": "float64",
+    "x2": "float64",
+    "y2": "float64",
+    "score": "float64",
+    "category_id": "int64",
+}
+
 QUARANTINE_REASONS: tuple[str, ...] = (
     "missing_image",  # annotation without an image file
     "missing_annotation",  # image file without an annotation

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clothes_retrieval.data.schema import CATEGORIES
+from clothes_retrieval.data.schema import CATEGORIES, DETECTION_COLUMNS
 
 __all__ = [
     "DETECTION_COLUMNS",
@@ -58,21 +58,6 @@ IMAGE_COLUMNS: tuple[str, ...] = (
     "image_height",
     "source",
 )
-DETECTION_COLUMNS: dict[str, str] = {
-    "detector": "string",
-    "split": "string",
-    "image_id": "int64",
-    "source": "string",
-    "image_path": "string",
-    "image_width": "int64",
-    "image_height": "int64",
-    "x1": "float64",
-    "y1": "float64",
-    "x2": "float64",
-    "y2": "float64",
-    "score": "float64",
-    "category_id": "int64",
-}
 FAILURE_COLUMNS: dict[str, str] = {"image_path": "string", "error": "string"}
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from clothes_retrieval.data.schema import DETECTION_COLUMNS as _DETECTION_SCHEMA
 from clothes_retrieval.fusion.config import FusionConfig
 from clothes_retrieval.fusion.engine import Chunk, FusedChunk, fuse_chunk
 
@@ -42,21 +43,7 @@ __all__ = ["DETECTION_COLUMNS", "fuse_detections", "usable_cores"]
 
 log = logging.getLogger(__name__)
 
-DETECTION_COLUMNS: tuple[str, ...] = (
-    "detector",
-    "split",
-    "image_id",
-    "source",
-    "image_path",
-    "image_width",
-    "image_height",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "score",
-    "category_id",
-)
+DETECTION_COLUMNS: tuple[str, ...] = tuple(_DETECTION_SCHEMA)  # data/schema.py
 _META_COLUMNS = ("split", "image_id", "source", "image_path", "image_width", "image_height")
 
 # Boxes per chunk. The WBF kernel does one numpy pass per step over all the chunk's
