@@ -2,19 +2,25 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PROFILE ?= configs/pipeline/sample.yaml
+# also: `make run` runs the real street-to-shop benchmark job after the sample pipeline.
+REAL_BENCHMARK ?= off
 export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 # OpenMP threads spin while waiting by default; on a shared 2-core machine that makes two
 # torch threads ~4x slower than one. Passive waiting removes the penalty.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run test test-slow lint format dagster clean-outputs
+.PHONY: setup run real-benchmark test test-slow lint format dagster clean-outputs
 
 setup:
 	@scripts/setup.sh
 
 run: setup
-	$(PY) -m orchestration.main --profile $(PROFILE)
+	$(PY) -m orchestration.main --profile $(PROFILE) --real-benchmark $(REAL_BENCHMARK)
+
+# The real street-to-shop benchmark alone, as the Dagster job (skips without the photos).
+real-benchmark: setup
+	$(PY) -m orchestration.main --real-benchmark only
 
 test: setup
 	WANDB_MODE=disabled $(PY) -m pytest

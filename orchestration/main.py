@@ -7,6 +7,10 @@
    (``DAGSTER_HOME``, default ``.dagster/``), so `make dagster` shows the same runs,
    lineage and metadata in the UI.
 3. Print where the outputs are.
+
+``--real-benchmark also`` then runs ``real_benchmark_job`` (street photos -> product photos,
+see README) in the same instance, and ``--real-benchmark only`` runs just that; either is
+skipped, with a message, when the real photos are absent.
 """
 
 from __future__ import annotations
@@ -99,15 +103,53 @@ def run_main_job(profile_path: Path) -> bool:
         return run_stages(defs, instance)
 
 
+def run_real_benchmark_job() -> tuple[bool | None, str]:
+    """Run ``real_benchmark_job`` in the persistent instance: (success or None when the data
+    is absent, the benchmark's last line or why it was skipped)."""
+    import dagster as dg
+
+    from clothes_retrieval.real_benchmark import load_benchmark_config
+    from orchestration.defs import build_definitions
+    from orchestration.defs.real_benchmark_assets import CONFIG_ENV
+
+    config = load_benchmark_config(os.environ.get(CONFIG_ENV))
+    missing = config.missing_roots()
+    if missing:
+        return None, "real benchmark skipped: data not found: " + "; ".join(missing)
+    os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    defs = build_definitions()
+    start = time.time()
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("real_benchmark_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        logger.info("real_benchmark_job %s in %.0f s", result.success, time.time() - start)
+        if not result.success:
+            return False, "real benchmark FAILED (see the Dagster run's logs)"
+        event = instance.get_latest_materialization_event(dg.AssetKey("real_benchmark_report"))
+        return True, str(event.asset_materialization.metadata["line"].value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--profile", type=Path, default=Path("configs/pipeline/sample.yaml"))
+    parser.add_argument(
+        "--real-benchmark",
+        choices=["off", "also", "only"],
+        default="off",
+        help="also (or only) run the real street-to-shop benchmark job (~1 h on 2 cores)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.real_benchmark == "only":
+        ok, line = run_real_benchmark_job()
+        print(line)
+        return 1 if ok is False else 0
     profile_path = args.profile.resolve()
     start = time.time()
     prepare_data(profile_path)
@@ -127,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in headline.items():
             print(f"    {key}: {value:.4f}")
     print(f"  Dagster:   DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} (make dagster to browse)")
+    if args.real_benchmark == "also" and ok:
+        real_ok, line = run_real_benchmark_job()
+        ok = real_ok is not False
+        print(line)
     return 0 if ok else 1
 
 

@@ -1,4 +1,5 @@
-"""Data-stage assets: the raw dataset (observed), the item table, COCO exports, retrieval crops.
+"""Data-stage assets: the raw dataset (observed), the item table, the extra training sources'
+items, COCO exports, retrieval crops.
 
 Each asset body loads its inputs, calls one library function and returns the artifact's
 paths and metadata. Artifacts are files under the profile's output folder, written
@@ -12,10 +13,12 @@ from clothes_retrieval.config import dump_config
 from clothes_retrieval.data.coco import export_coco
 from clothes_retrieval.data.crops import export_retrieval_crops
 from clothes_retrieval.data.deepfashion2 import (
+    ReadResult,
     read_deepfashion2,
     read_item_table,
     write_item_tables,
 )
+from clothes_retrieval.data.sources import read_training_sources
 from clothes_retrieval.io import write_json
 from clothes_retrieval.versioning import data_version
 from orchestration.defs.resources import PipelineResource
@@ -117,7 +120,32 @@ def coco_exports(
 
 
 @dg.asset(
-    deps=[item_table],
+    group_name=DATA_GROUP,
+    automation_condition=EAGER,
+    description="Items of the profile's extra training sources (Street2Shop, DARN, MVC, MPV, "
+    "Zalando, ...; data.training_sources), read by their adapters and mapped to the main "
+    "category set: training data for the retrieval crops. Empty when none are configured.",
+)
+def training_source_items(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource
+) -> dg.MaterializeResult:
+    profile = pipeline.load()
+    out_dir = pipeline.artifact_dir("training_source_items")
+    items, quarantine = read_training_sources(profile.data.training_sources, progress=False)
+    paths = write_item_tables(ReadResult(items, quarantine), out_dir)
+    per_source = items.groupby("dataset").size().to_dict() if len(items) else {}
+    return dg.MaterializeResult(
+        metadata={
+            "items": len(items),
+            "quarantined": len(quarantine),
+            "items_per_source": dg.MetadataValue.json({k: int(v) for k, v in per_source.items()}),
+            "path": dg.MetadataValue.path(str(paths["items"])),
+        }
+    )
+
+
+@dg.asset(
+    deps=[item_table, training_source_items],
     group_name=DATA_GROUP,
     automation_condition=EAGER,
     description="Item crops with identity labels (pair_id + style) for metric learning, "
@@ -128,6 +156,9 @@ def retrieval_crops(
 ) -> dg.MaterializeResult:
     profile = pipeline.load()
     items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
+    extra = read_item_table(pipeline.artifact_dir("training_source_items") / "items.parquet")
+    if len(extra):
+        items = pd.concat([items, extra], ignore_index=True)
     out_dir = pipeline.artifact_dir("retrieval_crops")
     result = export_retrieval_crops(items, out_dir, profile.crops)
     write_json(out_dir.parent / "retrieval_crops.config.json", dump_config(profile.crops))

@@ -9,7 +9,7 @@ import dagster as dg
 
 from orchestration.defs.data_assets import raw_dataset
 
-DATA_ASSETS = ["item_table", "coco_exports", "retrieval_crops"]
+DATA_ASSETS = ["item_table", "training_source_items", "coco_exports", "retrieval_crops"]
 
 observe_raw_dataset_job = dg.define_asset_job(
     "observe_raw_dataset",

@@ -4,6 +4,7 @@ Commands:
   sample-data   write the synthetic DeepFashion2-layout sample (and `dvc add` it)
   items         read a DeepFashion2-layout dataset into the item and quarantine tables
   check-config  validate a pipeline profile and print it fully resolved
+  real-benchmark  the real street-to-shop benchmark (street photos -> product photos)
 
 The whole pipeline runs through Dagster (`make run`); these commands call single stages.
 """
@@ -71,6 +72,34 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_real_benchmark(args: argparse.Namespace) -> int:
+    from clothes_retrieval.real_benchmark import load_benchmark_config, run_real_benchmark
+
+    overrides: dict = {
+        "street_train": str(args.street_train) if args.street_train else None,
+        "street_queries": str(args.street_queries) if args.street_queries else None,
+        "products": str(args.products) if args.products else None,
+        "output_dir": str(args.out) if args.out else None,
+    }
+    config = load_benchmark_config(args.config, overrides)
+    missing = config.missing_roots()
+    if missing:
+        print(
+            "real benchmark skipped: data not found: " + "; ".join(missing) + " (pass "
+            "--street-train/--street-queries/--products or set CLOTHES_RETRIEVAL_SHARED_DATA)",
+            file=sys.stderr,
+        )
+        return 0 if args.skip_missing else 2
+    result = run_real_benchmark(config, progress=not args.no_progress)
+    for name, res in result.results.items():
+        gt = " ".join(f"{k} {v:.3f}" for k, v in res["gt"].items())
+        det = " ".join(f"{k} {v:.3f}" for k, v in res.get("detected", {}).items())
+        print(f"{name}: gt {gt} | detected {det}")
+    print(f"report: {result.report_path} ({result.seconds:.0f} s)")
+    print(result.line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clothes-retrieval",
@@ -93,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--splits", nargs="+", default=["train", "validation"])
     p.set_defaults(func=_cmd_items)
+
+    p = sub.add_parser(
+        "real-benchmark",
+        help="real street-to-shop benchmark: street garments -> product photos, Acc@k",
+    )
+    p.add_argument("--street-train", type=Path, help="street photos to train detectors on")
+    p.add_argument("--street-queries", type=Path, help="street photos whose garments are queries")
+    p.add_argument(
+        "--products", type=Path, help="product photos: train/<class>, validation/<class>"
+    )
+    p.add_argument("--config", type=Path, help="benchmark YAML (configs/real_benchmark.yaml)")
+    p.add_argument("--out", type=Path, help="output folder (default: the config's output_dir)")
+    p.add_argument("--skip-missing", action="store_true", help="exit 0 when data is absent")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_real_benchmark)
 
     p = sub.add_parser("check-config", help="validate a pipeline profile")
     p.add_argument("profile", type=Path)

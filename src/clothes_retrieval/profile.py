@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from clothes_retrieval.config import FrozenConfig, dump_config, load_yaml, validate_config
 from clothes_retrieval.data.crops import CropConfig
@@ -21,7 +21,40 @@ from clothes_retrieval.data.sample import SampleDataConfig
 from clothes_retrieval.index import IndexConfig
 from clothes_retrieval.search import PostprocessConfig
 
-__all__ = ["DataConfig", "PipelineProfile", "load_profile", "project_root_of"]
+__all__ = [
+    "DataConfig",
+    "PipelineProfile",
+    "TrainingSourceConfig",
+    "load_profile",
+    "project_root_of",
+]
+
+
+class TrainingSourceConfig(FrozenConfig):
+    """One extra training dataset read by its source adapter (data/sources/)."""
+
+    source: str = Field(description="a registered source adapter, e.g. street2shop")
+    root: Path = Field(description="the dataset folder in the source's native layout")
+    splits: tuple[str, ...] = Field(
+        default=("train",), description="the source's splits read; all become training crops"
+    )
+    taxonomy: str | None = Field(
+        default="deepfashion2",
+        description="configs/taxonomy/<name>.yaml its categories are mapped through (unmapped "
+        "categories dropped); None keeps the source's own categories",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments of the adapter"
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from clothes_retrieval.data.sources import SOURCES
+
+        if v not in SOURCES:
+            raise ValueError(f"unknown source {v!r}; registered: {sorted(SOURCES)}")
+        return v
 
 
 class DataConfig(FrozenConfig):
@@ -38,6 +71,20 @@ class DataConfig(FrozenConfig):
         description="the main job writes the synthetic sample into `root` (then `dvc add`)",
     )
     dataset: str = "deepfashion2"
+    # Other datasets whose garments join the retrieval crops as training data (the paper's
+    # Table 1; a registry entry's data.training_sources picks which it trains on). Not used
+    # for detection or evaluation.
+    training_sources: tuple[TrainingSourceConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _distinct_sources(self) -> DataConfig:
+        names = [s.source for s in self.training_sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"training_sources: {dup} listed twice")
+        if self.dataset in names:
+            raise ValueError(f"training_sources: {self.dataset!r} is the main dataset already")
+        return self
 
 
 class DetectionStageConfig(FrozenConfig):
@@ -154,8 +201,15 @@ class PipelineProfile(FrozenConfig):
                 return None
             return p if p.is_absolute() else (project_root / p).resolve()
 
+        sources = tuple(
+            s.model_copy(update={"root": fix(s.root)}) for s in self.data.training_sources
+        )
         data = self.data.model_copy(
-            update={"root": fix(self.data.root), "dvc_file": fix(self.data.dvc_file)}
+            update={
+                "root": fix(self.data.root),
+                "dvc_file": fix(self.data.dvc_file),
+                "training_sources": sources,
+            }
         )
         retrieval = self.retrieval.model_copy(update={"registry": fix(self.retrieval.registry)})
         detection = self.detection.model_copy(update={"configs": fix(self.detection.configs)})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from clothes_retrieval.data import (
     near_duplicates,
     read_deepfashion2,
 )
+from clothes_retrieval.data.sources import read_source
 
 EXACT = CropConfig(max_side=None, jpeg_quality=100)
 
@@ -243,3 +245,86 @@ def test_duplicate_item_uids_are_rejected(good_df2, tmp_path):
     items = items_of(good_df2)
     with pytest.raises(ValueError, match="more than once"):
         export(pd.concat([items, items.iloc[:1]]), tmp_path / "crops")
+
+
+def _product_items(good_df2, tmp_path):
+    """Style-0 whole-photo items of two product datasets made of good_df2's pictures.
+
+    shop_a: skirt/same.jpg (validation image 3), top/a.jpg (validation image 1);
+    shop_b: dress/odd.jpg (a copy of shop_a's top photo), skirt/same.jpg (a copy of
+    shop_a's skirt photo), top/b.jpg (validation image 2)."""
+    layout = {
+        "shop_a": {"skirt/same.jpg": 3, "top/a.jpg": 1},
+        "shop_b": {"dress/odd.jpg": 1, "skirt/same.jpg": 3, "top/b.jpg": 2},
+    }
+    tables = []
+    for dataset, files in layout.items():
+        for rel, image_id in files.items():
+            dest = tmp_path / dataset / "train" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(good_df2.image_path("validation", image_id), dest)
+        tables.append(
+            read_source(
+                "product_folders",
+                tmp_path / dataset,
+                splits=("train",),
+                dataset=dataset,
+                progress=False,
+            ).items
+        )
+    items = pd.concat(tables, ignore_index=True)
+    assert (items["style"] == 0).all() and len(items) == 5
+    return items
+
+
+def test_category_identity_is_shared_across_datasets(good_df2, tmp_path):
+    items = _product_items(good_df2, tmp_path)
+    # pair identities need style > 0: none of these items is eligible
+    assert export(items, tmp_path / "pairs").total == 0
+
+    result = export(items, tmp_path / "all", CropConfig(identity="category", dedup=False))
+    assert (result.total, result.written) == (5, 5)
+    crops = result.crops.set_index("item_uid")
+    assert crops["identity"].to_dict() == {
+        "shop_a/train/000001/1": "category/skirt",
+        "shop_a/train/000002/1": "category/top",
+        "shop_b/train/000001/1": "category/dress",
+        "shop_b/train/000002/1": "category/skirt",
+        "shop_b/train/000003/1": "category/top",
+    }
+    assert crops["dataset"].to_dict() == {
+        uid: uid.split("/")[0] for uid in crops.index
+    }  # each crop keeps its source
+    # one label per category, whatever the dataset: dress 0, skirt 1, top 2
+    assert crops["label"].tolist() == [1, 2, 0, 1, 2]
+    assert (crops["style"] == 0).all()
+    back = pd.read_parquet(result.crops_path)
+    assert back["dataset"].tolist() == ["shop_a", "shop_a", "shop_b", "shop_b", "shop_b"]
+
+
+def test_category_identity_dedups_across_datasets(good_df2, tmp_path):
+    items = _product_items(good_df2, tmp_path)
+    # identity scope: the skirt photo of both datasets shares category/skirt -> removed once;
+    # the same picture as a shop_b dress is another identity -> kept
+    scoped = export(items, tmp_path / "a", CropConfig(identity="category"))
+    assert dict(zip(scoped.removed["item_uid"], scoped.removed["duplicate_of"], strict=True)) == {
+        "shop_b/train/000002/1": "shop_a/train/000001/1",
+    }
+    assert scoped.written == 4 and "shop_b/train/000001/1" in set(scoped.crops["item_uid"])
+
+    # global scope: every copy of a picture goes, across datasets and categories
+    glob = export(items, tmp_path / "b", CropConfig(identity="category", dedup_scope="global"))
+    assert dict(zip(glob.removed["item_uid"], glob.removed["duplicate_of"], strict=True)) == {
+        "shop_b/train/000001/1": "shop_a/train/000002/1",
+        "shop_b/train/000002/1": "shop_a/train/000001/1",
+    }
+    assert glob.removed["hamming"].tolist() == [0, 0]  # byte-identical photos
+    crops = glob.crops.set_index("item_uid")
+    assert crops["dataset"].to_dict() == {
+        "shop_a/train/000001/1": "shop_a",
+        "shop_a/train/000002/1": "shop_a",
+        "shop_b/train/000003/1": "shop_b",
+    }
+    # the dress identity disappeared: labels stay dense (skirt 0, top 1)
+    assert crops["label"].tolist() == [0, 1, 1]
+    assert len(list((tmp_path / "b").rglob("*.jpg"))) == 3

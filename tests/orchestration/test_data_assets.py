@@ -3,10 +3,18 @@
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+import yaml
+from PIL import Image
 
 from clothes_retrieval.data.deepfashion2 import read_item_table
-from orchestration.defs.data_assets import coco_exports, item_table, retrieval_crops
+from orchestration.defs.data_assets import (
+    coco_exports,
+    item_table,
+    retrieval_crops,
+    training_source_items,
+)
 from orchestration.defs.resources import PipelineResource
 
 
@@ -30,7 +38,69 @@ def test_assets_called_directly(tiny_project: Path, tmp_path: Path):
     coco = coco_exports(context=dg.build_asset_context(), pipeline=pipeline)
     assert coco.metadata["train_annotations"] == int((items["split"] == "train").sum())
 
+    extra = training_source_items(context=dg.build_asset_context(), pipeline=pipeline)
+    assert extra.metadata["items"] == 0  # the tiny profile configures no extra source
+
     crops = retrieval_crops(context=dg.build_asset_context(), pipeline=pipeline)
     table = pd.read_parquet(Path(crops.metadata["path"].value))
     assert crops.metadata["crops"] == len(table) > 0
     assert all(Path(p).is_file() for p in table["crop_path"])
+
+
+def _write_darn(root: Path, shop_copy: Image.Image) -> None:
+    """A DARN-layout folder: two street-shop pairs; one shop photo is a copy of a sample
+    shop garment (a cross-source duplicate)."""
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("s1", "s2", "p2"):
+        noise = rng.integers(0, 256, size=(80, 60, 3), dtype=np.uint8)
+        Image.fromarray(noise).resize((120, 160)).save(root / "images" / f"{name}.jpg")
+    shop_copy.save(root / "images" / "p1.jpg", quality=95)
+    (root / "pairs.txt").write_text(
+        "images/s1.jpg\timages/p1.jpg\tcoat\ttrain\n"
+        "images/s2.jpg\timages/p2.jpg\tskirt\ttrain\n"
+        "images/s2.jpg\timages/p2.jpg\tskirt\ttest\n"  # another split: not read
+    )
+
+
+def test_extra_training_source_joins_the_crops(tiny_project: Path, tmp_path: Path):
+    profile_data = yaml.safe_load(tiny_project.read_text())
+    # The crops de-duplicate across sources: one DARN shop photo copies a sample garment.
+    profile_data["output_root"] = str(tmp_path / "out")
+    profile_data["crops"] = {**profile_data["crops"], "dedup_scope": "global"}
+    darn = tmp_path / "darn"
+    profile_data["data"]["training_sources"] = [{"source": "darn", "root": str(darn)}]
+    profile = tiny_project.with_name("mixed.yaml")
+    profile.write_text(yaml.safe_dump(profile_data))
+    pipeline = PipelineResource(profile_path=str(profile))
+
+    result = item_table(context=dg.build_asset_context(), pipeline=pipeline)
+    sample_items = read_item_table(Path(result.metadata["path"].value))
+    shop = sample_items[(sample_items["source"] == "shop") & (sample_items["style"] > 0)].iloc[0]
+    with Image.open(shop["image_path"]) as im:
+        _write_darn(darn, im.convert("RGB").crop((shop.x1, shop.y1, shop.x2, shop.y2)))
+    extra = training_source_items(context=dg.build_asset_context(), pipeline=pipeline)
+    assert extra.metadata["items"] == 4  # 2 street + 2 shop photos of the train split
+    assert extra.metadata["items_per_source"].value == {"darn": 4}
+    crops = retrieval_crops(context=dg.build_asset_context(), pipeline=pipeline)
+    table = pd.read_parquet(Path(crops.metadata["path"].value))
+    darn_crops = table[table["dataset"] == "darn"]
+    # DARN's own identities, in the training split; categories mapped to DeepFashion2's.
+    assert set(darn_crops["split"]) == {"train"}
+    assert darn_crops["identity"].str.startswith("darn/").all()
+    assert set(darn_crops["category_id"]) <= {4, 9}  # long sleeve outwear, skirt
+    # The copied shop photo and the sample garment it copies are near-duplicates across the
+    # two sources: the pair is removed across sources (the sample repeats shop photos, so
+    # other sample copies of that garment may go with it).
+    removed = pd.read_parquet(
+        Path(crops.metadata["path"].value).with_name("removed_duplicates.parquet")
+    )
+    origin = removed["item_uid"].str.split("/").str[0]
+    across = removed[origin != removed["duplicate_of"].str.split("/").str[0]]
+    assert len(across) >= 1, removed
+    assert shop["item_uid"] in set(across["item_uid"]) | set(across["duplicate_of"])
+    assert (
+        across["duplicate_of"].str.startswith("darn/") | across["item_uid"].str.startswith("darn/")
+    ).all()
+    darn_removed = int(across["item_uid"].str.startswith("darn/").sum())
+    assert len(darn_crops) + darn_removed == 4

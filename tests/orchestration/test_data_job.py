@@ -17,7 +17,12 @@ def test_data_job_materialises_the_data_stage(tiny_project: Path):
         materialised = {
             e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
         }
-        assert materialised == {"item_table", "coco_exports", "retrieval_crops"}
+        assert materialised == {
+            "item_table",
+            "training_source_items",
+            "coco_exports",
+            "retrieval_crops",
+        }
         checks = result.get_asset_check_evaluations()
         assert checks, "asset checks ran"
         failed = [c.check_name for c in checks if not c.passed]

@@ -19,6 +19,7 @@ mask for every instance. Both are counted in the summary.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,10 @@ class CocoExportSummary:
     box_polygon_items: int  # items whose mask is their box (no valid polygon left)
 
 
-def coco_categories() -> list[dict[str, Any]]:
-    """The 13 DeepFashion2 categories in COCO form."""
-    return [{"id": k, "name": v, "supercategory": "clothes"} for k, v in CATEGORIES.items()]
+def coco_categories(categories: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+    """A category set in COCO form (default: the 13 DeepFashion2 categories)."""
+    categories = CATEGORIES if categories is None else categories
+    return [{"id": k, "name": v, "supercategory": "clothes"} for k, v in categories.items()]
 
 
 def polygon_area(poly: list[float]) -> float:
@@ -64,8 +66,12 @@ def export_coco(
     out_path: Path,
     *,
     sources: tuple[str, ...] = ("user", "shop"),
+    categories: Mapping[int, str] | None = None,
 ) -> CocoExportSummary:
-    """Write the items of ``split`` (photos of the given ``sources``) as COCO JSON."""
+    """Write the items of ``split`` (photos of the given ``sources``) as COCO JSON.
+
+    ``categories``: the category set of the items' ``category_id`` (default DeepFashion2's;
+    e.g. a taxonomy's ``category_ids`` for items mapped with ``map_to_taxonomy``)."""
     missing = [c for c in ITEM_COLUMNS if c not in items.columns]
     if missing:
         raise KeyError(f"item table lacks columns {missing}; pass a table from read_deepfashion2")
@@ -145,7 +151,7 @@ def export_coco(
         "info": {"description": f"{'+'.join(datasets) or 'empty'} {split} ({'+'.join(sources)})"},
         "images": images,
         "annotations": annotations,
-        "categories": coco_categories(),
+        "categories": coco_categories(categories),
     }
     out_path = write_json(out_path, coco, indent=None)
     log.info(

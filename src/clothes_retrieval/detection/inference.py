@@ -114,7 +114,12 @@ def _inference_cfg(config: Any, score_thr: float, max_per_image: int) -> Any:
     return cfg
 
 
-def _category_ids(classes: tuple[str, ...] | list[str]) -> np.ndarray:
+def _category_ids(classes: tuple[str, ...] | list[str], cfg: Any = None) -> np.ndarray:
+    """Category id of each of the model's class indices: the ids the training run recorded
+    (``clothes_retrieval.category_ids`` of its config), else DeepFashion2's by name."""
+    recorded = (cfg.get("clothes_retrieval") or {}) if cfg is not None else {}
+    if list(recorded.get("classes") or []) == list(classes) and recorded.get("category_ids"):
+        return np.asarray(recorded["category_ids"], dtype=np.int64)
     by_name = {name: cid for cid, name in CATEGORIES.items()}
     unknown = [c for c in classes if c not in by_name]
     if unknown:
@@ -169,8 +174,10 @@ def run_detector(
         raise ValueError("the config names no detector: pass detector=")
     device = resolve_device(device)
     with trusted_checkpoints():
-        model = init_detector(cfg, str(checkpoint), device=device)
-    category_ids = _category_ids(model.dataset_meta["classes"])
+        # palette: only for drawing; "random" keeps init_detector from building the test
+        # dataset (a run trained without validation has none).
+        model = init_detector(cfg, str(checkpoint), device=device, palette="random")
+    category_ids = _category_ids(model.dataset_meta["classes"], cfg)
     pipeline = Compose(cfg.test_pipeline)
 
     rows = images[list(IMAGE_COLUMNS)].reset_index(drop=True)

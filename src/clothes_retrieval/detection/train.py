@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,9 +260,12 @@ def train_detector(
     progress: bool = True,
     cpu_threads: int | None = None,
     tracker: Tracker | None = None,
+    classes: Sequence[str] | None = None,
 ) -> TrainResult:
     """Train (or resume training) ``detector`` with ``profile`` on COCO files.
 
+    ``classes``: class names (category ids 1..K) when the COCO files hold another category
+    set than DeepFashion2's (see :func:`~clothes_retrieval.detection.config.build_mmdet_config`).
     ``detector``: a config or the name/path of its YAML. ``max_epochs`` overrides the
     profile's epochs. ``load_from``: a detector checkpoint to start from (ignored when
     ``work_dir`` already holds a checkpoint to resume). ``tracker_mode`` None follows
@@ -294,6 +297,7 @@ def train_detector(
         max_epochs=max_epochs,
         amp=device.startswith("cuda"),
         load_from=load_from,
+        classes=classes,
     )
     previous = find_latest_checkpoint(str(work_dir))
     if previous is not None:

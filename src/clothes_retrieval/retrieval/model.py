@@ -14,14 +14,23 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from timm.data import create_transform, resolve_model_data_config
 from torch import nn
 
 from clothes_retrieval.retrieval.backbone import create_backbone
 from clothes_retrieval.retrieval.config import AugmentConfig, ModelConfig
 from clothes_retrieval.retrieval.head import CGDHead
+from clothes_retrieval.retrieval.pooling import create_pool
 
-__all__ = ["RetrievalModel", "build_model", "create_eval_transform", "create_train_transform"]
+__all__ = [
+    "PooledBackbone",
+    "RetrievalModel",
+    "build_model",
+    "build_pooled_backbone",
+    "create_eval_transform",
+    "create_train_transform",
+]
 
 
 class RetrievalModel(nn.Module):
@@ -54,6 +63,48 @@ class RetrievalModel(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised (B, dim) embeddings, float32 (call in eval mode)."""
         return self(x)[0].float()
+
+
+class PooledBackbone(nn.Module):
+    """A zero-shot embedder: ImageNet backbone features pooled (no head, no training).
+
+    ``embed`` is the L2-normalised (B, C) pooled feature map, so cosine similarity of the
+    backbone's own features is the baseline every fine-tuned model is measured against.
+    Same interface as :class:`RetrievalModel` for embedding (``embed``, ``dim``,
+    ``data_config``).
+    """
+
+    def __init__(self, backbone: nn.Module, pool: nn.Module, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pool = pool
+        self.input_size = tuple(input_size)  # (H, W)
+        self.data_config: dict[str, Any] = resolve_model_data_config(
+            backbone,
+            args={"input_size": (3, *self.input_size), "crop_pct": 1.0, "crop_mode": "squash"},
+        )
+
+    @property
+    def dim(self) -> int:
+        return int(self.backbone.num_features)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        pooled = self.pool(self.backbone(x))  # (B, C, h, w) -> (B, C)
+        return F.normalize(pooled.flatten(1), dim=1), None
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)[0].float()
+
+
+def build_pooled_backbone(config: ModelConfig) -> PooledBackbone:
+    """The zero-shot embedder of ``config``: its backbone and weights, pooled with the
+    first of its descriptors (``dim`` and the head are not used)."""
+    backbone = create_backbone(
+        config.backbone, weights=config.weights, weights_path=config.weights_path
+    )
+    pool = create_pool(config.descriptors[0], gem_p=config.gem_p, gem_learnable=False)
+    return PooledBackbone(backbone, pool, config.input_size).eval()
 
 
 def build_model(

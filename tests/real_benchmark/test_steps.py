@@ -1,0 +1,117 @@
+"""Unit tests of the real benchmark's protocol pieces (no real data needed)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clothes_retrieval.config import ConfigError, validate_config
+from clothes_retrieval.real_benchmark import (
+    RealBenchmarkConfig,
+    category_accuracy,
+    headline_line,
+    match_detections,
+)
+from clothes_retrieval.real_benchmark.config import load_benchmark_config
+
+
+def _slow_accuracy(ranked, labels, k, valid=None):
+    hits = 0
+    for q in range(len(labels)):
+        if valid is not None and not valid[q]:
+            continue
+        if any(ranked[q][j] == labels[q] for j in range(min(k, len(ranked[q])))):
+            hits += 1
+    return hits / len(labels)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_category_accuracy_matches_a_plain_loop(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ranked = rng.integers(-1, 5, size=(40, 12))
+    labels = rng.integers(1, 5, size=40)
+    valid = rng.random(40) > 0.3
+    ks = (1, 5, 10, 20)
+    got = category_accuracy(ranked, labels, ks)
+    got_valid = category_accuracy(ranked, labels, ks, valid)
+    for k in ks:
+        assert got[k] == pytest.approx(_slow_accuracy(ranked, labels, k))
+        assert got_valid[k] == pytest.approx(_slow_accuracy(ranked, labels, k, valid))
+    assert got[1] <= got[5] <= got[10] <= got[20]
+
+
+def test_category_accuracy_rejects_no_queries() -> None:
+    with pytest.raises(ValueError, match="no queries"):
+        category_accuracy(np.zeros((0, 3)), np.zeros(0), (1,))
+
+
+def test_match_detections_takes_the_best_scored_box_above_the_iou() -> None:
+    queries = pd.DataFrame(
+        {
+            "image_path": ["a.jpg", "a.jpg", "b.jpg", "c.jpg"],
+            "x1": [0.0, 50.0, 0.0, 0.0],
+            "y1": [0.0, 50.0, 0.0, 0.0],
+            "x2": [10.0, 60.0, 10.0, 10.0],
+            "y2": [10.0, 60.0, 10.0, 10.0],
+        },
+        index=[10, 11, 12, 13],
+    )
+    boxes = pd.DataFrame(
+        {
+            "image_path": ["a.jpg", "a.jpg", "a.jpg", "b.jpg"],
+            "x1": [0.0, 1.0, 50.0, 5.0],
+            "y1": [0.0, 0.0, 50.0, 5.0],
+            "x2": [10.0, 10.0, 59.0, 15.0],
+            "y2": [10.0, 10.0, 60.0, 15.0],
+            "score": [0.3, 0.9, 0.5, 0.99],
+        }
+    )
+    m = match_detections(queries, boxes, 0.5)
+    assert list(m.index) == [10, 11, 12, 13]
+    # query 10: both a.jpg boxes overlap; the higher score (0.9) answers, not the exact box
+    assert m.loc[10, "score"] == 0.9 and m.loc[10, "x1"] == 1.0
+    assert m.loc[11, "score"] == 0.5 and m.loc[11, "iou"] == pytest.approx(0.9)
+    # b.jpg's box has IoU 25/175 < 0.5: no match; c.jpg has no boxes at all
+    assert m.loc[[12, 13], "x1"].isna().all()
+
+
+def test_headline_line_format() -> None:
+    line = headline_line(
+        {"gt": {"acc@1": 0.7, "acc@10": 0.95}, "detected": {"acc@1": 0.6, "acc@10": 0.9}}
+    )
+    assert re.fullmatch(
+        r"real benchmark: gt acc@1 \d\.\d{3} acc@10 \d\.\d{3}, "
+        r"detected acc@1 \d\.\d{3} acc@10 \d\.\d{3}",
+        line,
+    )
+    assert "gt acc@1 0.700 acc@10 0.950" in line and "acc@1 0.600 acc@10 0.900" in line
+    assert "detected acc@1 n/a" in headline_line({"gt": {"acc@1": 0.5, "acc@10": 0.9}})
+
+
+def test_overlapping_street_split_is_refused() -> None:
+    with pytest.raises(ConfigError, match="overlap"):
+        validate_config(
+            RealBenchmarkConfig, {"street_split": {"train": [1, 300], "queries": [300, 500]}}
+        )
+
+
+def test_bad_keys_and_headline_are_named(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="detection.detecters"):
+        validate_config(RealBenchmarkConfig, {"detection": {"detecters": ["atss"]}})
+    with pytest.raises(ConfigError, match="headline"):
+        validate_config(RealBenchmarkConfig, {"retrieval": {"headline": "m99"}})
+    with pytest.raises(ConfigError, match="ks"):
+        validate_config(RealBenchmarkConfig, {"ks": [1, 5]})
+
+
+def test_default_config_loads_and_roots_follow_the_env(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CLOTHES_RETRIEVAL_SHARED_DATA", str(tmp_path))
+    config = load_benchmark_config(overrides={"products": str(tmp_path / "mine")})
+    roots = config.roots()
+    assert roots["street_train"] == tmp_path / "ccp" == roots["street_queries"]
+    assert roots["products"] == tmp_path / "mine"
+    assert len(config.missing_roots()) == 3
+    assert config.detection.fusion_config().detectors == list(config.detection.detectors)
