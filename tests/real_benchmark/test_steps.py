@@ -115,3 +115,65 @@ def test_default_config_loads_and_roots_follow_the_env(tmp_path, monkeypatch) ->
     assert roots["products"] == tmp_path / "mine"
     assert len(config.missing_roots()) == 3
     assert config.detection.fusion_config().detectors == list(config.detection.detectors)
+
+
+def test_ensembles_are_validated() -> None:
+    ok = validate_config(
+        RealBenchmarkConfig,
+        {
+            "retrieval": {
+                "ensembles": {"both": {"models": ["real_lite0_zero_shot", "real_lite0_mixed"]}},
+                "headline": "both",
+            }
+        },
+    )
+    assert ok.retrieval.headline == "both"
+    with pytest.raises(ConfigError, match="neither zero_shot nor fine_tuned"):
+        validate_config(
+            RealBenchmarkConfig,
+            {"retrieval": {"ensembles": {"x": {"models": ["real_lite0_zero_shot", "m3"]}}}},
+        )
+    with pytest.raises(ConfigError, match="weights"):
+        validate_config(
+            RealBenchmarkConfig,
+            {
+                "retrieval": {
+                    "ensembles": {
+                        "x": {
+                            "models": ["real_lite0_zero_shot", "real_lite0_mixed"],
+                            "weights": [1],
+                        }
+                    }
+                }
+            },
+        )
+
+
+def test_ensemble_embedding_is_the_weighted_concatenation(tmp_path) -> None:
+    from PIL import Image
+
+    from clothes_retrieval.real_benchmark.steps import embed_items
+    from clothes_retrieval.retrieval.config import ModelConfig
+    from clothes_retrieval.retrieval.embed import embed_crops
+    from clothes_retrieval.retrieval.model import build_pooled_backbone
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    items = [(p, None) for p in paths]
+    a = build_pooled_backbone(
+        ModelConfig(backbone="test_efficientnet", descriptors=("spoc",), input_size=(32, 32))
+    )
+    b = build_pooled_backbone(
+        ModelConfig(backbone="test_efficientnet", descriptors=("mac",), input_size=(48, 48))
+    )
+    got = embed_items([(a, 1.0), (b, 2.0)], items, 2, False)
+    ea, eb = (embed_crops(m, items, progress=False) for m in (a, b))
+    want = np.concatenate([ea, 2.0 * eb], axis=1)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(embed_items(a, items, 2, False), ea, atol=1e-5)

@@ -93,3 +93,38 @@ def test_training_sources_and_labels(train_crops):
         prepare_training_crops(tiny_config(data={"training_sources": ["darn"]}), both)
     with pytest.raises(ValueError, match="missing columns"):
         prepare_training_crops(tiny_config(), train_crops.drop(columns=["identity"]))
+
+
+def test_source_weights_repeat_a_sources_crops(train_crops):
+    other = train_crops.assign(
+        identity=train_crops["identity"].str.replace("deepfashion2", "street2shop")
+    )
+    both = pd.concat([train_crops, other], ignore_index=True)
+    sources = ["deepfashion2", "street2shop"]
+    cfg = tiny_config(data={"training_sources": sources, "source_weights": {"street2shop": 3}})
+    table = prepare_training_crops(cfg, both)
+    from_other = table["identity"].str.startswith("street2shop")
+    assert int(from_other.sum()) == 3 * len(other)
+    assert int((~from_other).sum()) == len(train_crops)
+    # a repeated crop keeps its label: the sampler draws it three times as often
+    assert table[from_other].groupby("crop_path")["label"].nunique().eq(1).all()
+    with pytest.raises(Exception, match="not in training_sources"):
+        tiny_config(data={"source_weights": {"darn": 2}})
+
+
+def test_backbone_lr_mult_scales_only_the_backbone():
+    from clothes_retrieval.retrieval.losses import RetrievalLoss
+    from clothes_retrieval.retrieval.model import build_model
+
+    cfg = tiny_config(optim={"lr": 0.1, "backbone_lr_mult": 0.25})
+    model = build_model(cfg.model, 3)
+    module = train_module._TrainingModule(model, RetrievalLoss(cfg.loss, 3, cfg.model.dim))
+    optimizer = train_module._build_optimizer(cfg, module)
+    backbone = {id(p) for p in model.backbone.parameters()}
+    seen = 0
+    for group in optimizer.param_groups:
+        in_backbone = {id(p) in backbone for p in group["params"]}
+        assert len(in_backbone) == 1  # a group is all backbone or all head/loss
+        assert group["lr"] == pytest.approx(0.025 if in_backbone.pop() else 0.1)
+        seen += len(group["params"])
+    assert seen == sum(1 for p in module.parameters() if p.requires_grad)

@@ -81,6 +81,21 @@ class BenchmarkDetection(FrozenConfig):
         )
 
 
+class EnsembleConfig(FrozenConfig):
+    """Models whose L2-normalised embeddings are concatenated (weighted), as in the paper."""
+
+    models: tuple[str, ...] = Field(min_length=2)
+    weights: tuple[float, ...] | None = None  # one per model; None: all 1
+
+    @model_validator(mode="after")
+    def _check(self) -> EnsembleConfig:
+        if self.weights is not None and len(self.weights) != len(self.models):
+            raise ValueError(f"weights: {len(self.weights)} for {len(self.models)} models")
+        if self.weights is not None and any(w <= 0 for w in self.weights):
+            raise ValueError("weights: must be > 0")
+        return self
+
+
 class BenchmarkRetrieval(FrozenConfig):
     registry: str = "configs/retrieval"
     zero_shot: str = "real_lite0_zero_shot"  # a registry entry, used untrained (pooled)
@@ -88,16 +103,27 @@ class BenchmarkRetrieval(FrozenConfig):
     headline: str = "real_lite0_mixed"  # the model of the last printed line
     # Deep-merged into every fine-tuned entry (e.g. {train: {epochs: 1}} for a smoke test).
     overrides: dict[str, Any] = Field(default_factory=dict)
+    # Name -> models (zero_shot and/or fine_tuned) concatenated, also evaluated.
+    ensembles: dict[str, EnsembleConfig] = Field(default_factory=dict)
     device: str | None = None  # None: CUDA when available
     torch_threads: int | None = Field(2, ge=1)
     embed_batch_size: int = Field(64, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkRetrieval:
-        if self.headline not in (self.zero_shot, *self.fine_tuned):
+        known = (self.zero_shot, *self.fine_tuned)
+        for name, ens in self.ensembles.items():
+            if name in known:
+                raise ValueError(f"ensembles: {name!r} is also a model's name")
+            missing = [m for m in ens.models if m not in known]
+            if missing:
+                raise ValueError(
+                    f"ensembles.{name}: {missing} are neither zero_shot nor fine_tuned"
+                )
+        if self.headline not in (*known, *self.ensembles):
             raise ValueError(
-                f"headline: {self.headline!r} is neither zero_shot nor one of fine_tuned "
-                f"{list(self.fine_tuned)}"
+                f"headline: {self.headline!r} is not zero_shot, one of fine_tuned "
+                f"{list(self.fine_tuned)} or an ensemble"
             )
         return self
 

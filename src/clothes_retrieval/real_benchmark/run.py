@@ -196,7 +196,8 @@ def _set_threads(config: RealBenchmarkConfig) -> None:
 
 
 def load_models(config: RealBenchmarkConfig, out_dir: Path) -> dict[str, Any]:
-    """The zero-shot embedder and each trained fine-tuned model (from ``out_dir``), by name."""
+    """The zero-shot embedder, each trained fine-tuned model (from ``out_dir``) and each
+    ensemble (a list of ``(model, weight)``), by name."""
     from clothes_retrieval.retrieval.config import get_model_config
     from clothes_retrieval.retrieval.embed import load_trained_model
     from clothes_retrieval.retrieval.model import build_pooled_backbone
@@ -207,6 +208,9 @@ def load_models(config: RealBenchmarkConfig, out_dir: Path) -> dict[str, Any]:
     models: dict[str, Any] = {ret.zero_shot: build_pooled_backbone(zero_shot)}
     for name in ret.fine_tuned:
         models[name], _ = load_trained_model(out_dir / name, device=ret.device)
+    for name, ens in ret.ensembles.items():
+        weights = ens.weights or (1.0,) * len(ens.models)
+        models[name] = [(models[m], w) for m, w in zip(ens.models, weights, strict=True)]
     return models
 
 

@@ -291,6 +291,26 @@ def _search(gallery: np.ndarray, queries: np.ndarray, k: int, name: str) -> np.n
     return rows
 
 
+def embed_items(
+    model: Any, items: list[tuple[str, Any]], batch_size: int, progress: bool
+) -> np.ndarray:
+    """Embeddings of (image, box) items: one model's, or for an ensemble (a list of
+    ``(model, weight)``) the weighted concatenation of each model's L2-normalised embedding,
+    normalised again (the paper's feature concatenation; each model keeps its own input
+    size and preprocessing)."""
+    from clothes_retrieval.retrieval.embed import embed_crops
+
+    if not isinstance(model, list | tuple):
+        return embed_crops(model, items, batch_size=batch_size, progress=progress)
+    parts = [
+        weight * embed_crops(m, items, batch_size=batch_size, progress=progress)
+        for m, weight in model
+    ]
+    out = np.concatenate(parts, axis=1)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
 def evaluate_model(
     name: str,
     model: Any,
@@ -301,21 +321,18 @@ def evaluate_model(
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Acc@k of one embedding model with ground-truth and (when given) detected boxes.
+    """Acc@k of one embedding model (or ensemble, see :func:`embed_items`) with
+    ground-truth and (when given) detected boxes.
 
     Writes ``results.json`` and ``ranked.parquet`` (each query's first results) to
     ``out_dir`` and returns the results. Unreadable images are errors here: the tables
     came from adapters that already quarantined them.
     """
-    from clothes_retrieval.retrieval.embed import embed_crops
-
     kmax = max(config.ks)
     bs = config.retrieval.embed_batch_size
     gallery = data.gallery
     classes = list(data.taxonomy.classes)
-    g_emb = embed_crops(
-        model, [(p, None) for p in gallery["image_path"]], batch_size=bs, progress=progress
-    )
+    g_emb = embed_items(model, [(p, None) for p in gallery["image_path"]], bs, progress)
     g_labels = gallery["category_id"].to_numpy()
     queries = data.queries.reset_index(drop=True)
     q_labels = queries["category_id"].to_numpy()
@@ -330,7 +347,7 @@ def evaluate_model(
 
     results: dict[str, Any] = {"model": name, "queries": len(queries), "gallery": len(gallery)}
     ranked_frames = []
-    q_emb = embed_crops(model, boxes(queries), batch_size=bs, progress=progress)
+    q_emb = embed_items(model, boxes(queries), bs, progress)
     rows = _search(g_emb, q_emb, kmax, name)
     ranked = np.where(rows >= 0, g_labels[np.clip(rows, 0, None)], -1)
     results["gt"] = {
@@ -365,7 +382,7 @@ def evaluate_model(
         rows_d = np.full_like(rows, -1)
         if valid.any():
             sel = matched[valid].assign(image_path=queries.loc[valid, "image_path"])
-            d_emb = embed_crops(model, boxes(sel), batch_size=bs, progress=progress)
+            d_emb = embed_items(model, boxes(sel), bs, progress)
             rows_d[valid] = _search(g_emb, d_emb, kmax, name)
             ranked_d[valid] = np.where(
                 rows_d[valid] >= 0, g_labels[np.clip(rows_d[valid], 0, None)], -1

@@ -175,6 +175,10 @@ class OptimConfig(FrozenConfig):
     cosine_decay: bool = True  # after warm-up, cosine from lr to lr·min_lr_ratio; else constant
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     grad_clip_norm: float | None = Field(10.0, gt=0)  # a safety net at LR 0.2; None: off
+    # LR of the (pretrained) backbone relative to ``lr`` (the head and loss parameters get
+    # ``lr``). Not in the paper (1.0); below 1 keeps more of the ImageNet features when
+    # fine-tuning on a small or domain-shifted set.
+    backbone_lr_mult: float = Field(1.0, gt=0, le=1)
 
 
 class AugmentConfig(FrozenConfig):
@@ -201,6 +205,11 @@ class DataConfig(FrozenConfig):
     # Dataset names whose crops are mixed for training (Table 1 / m0-m6). The crops table's
     # ``dataset`` column (or the first part of ``identity``) selects the rows.
     training_sources: tuple[str, ...] = ("deepfashion2",)
+    # Sampling weight of a training source's crops: each of its crops is repeated this many
+    # times in the sampling pool (default 1: sources mix by plain concatenation). Raises a
+    # small source's share of each class's m crops per batch, e.g. the street photos that
+    # look like the queries among many shop photos.
+    source_weights: dict[str, int] = Field(default_factory=dict)
     train_splits: tuple[str, ...] = ("train",)  # m7 trains on train + validation
     augment: AugmentConfig = AugmentConfig()
     # Decode and resize every crop once and keep it in memory (uint8) when the estimate fits
@@ -216,6 +225,11 @@ class DataConfig(FrozenConfig):
             raise ValueError("training_sources: give at least one dataset name")
         if not self.train_splits:
             raise ValueError("train_splits: give at least one split")
+        unknown = sorted(set(self.source_weights) - set(self.training_sources))
+        if unknown:
+            raise ValueError(f"source_weights: {unknown} are not in training_sources")
+        if any(w < 1 for w in self.source_weights.values()):
+            raise ValueError("source_weights: weights are repeat counts >= 1")
         return self
 
 

@@ -33,6 +33,14 @@ __all__ = [
 ]
 
 
+def eval_data_config(backbone: nn.Module, input_size: tuple[int, int]) -> dict[str, Any]:
+    """The backbone's timm data config at ``input_size`` (H, W), whole crop squashed."""
+    return resolve_model_data_config(
+        backbone,
+        args={"input_size": (3, *input_size), "crop_pct": 1.0, "crop_mode": "squash"},
+    )
+
+
 class RetrievalModel(nn.Module):
     """Backbone + CGD head. ``forward`` returns (embedding (B, dim), logits or None)."""
 
@@ -41,10 +49,7 @@ class RetrievalModel(nn.Module):
         self.backbone = backbone
         self.head = head
         self.input_size = tuple(input_size)  # (H, W)
-        self.data_config: dict[str, Any] = resolve_model_data_config(
-            backbone,
-            args={"input_size": (3, *self.input_size), "crop_pct": 1.0, "crop_mode": "squash"},
-        )
+        self.data_config = eval_data_config(backbone, self.input_size)
 
     @property
     def dim(self) -> int:
@@ -79,10 +84,7 @@ class PooledBackbone(nn.Module):
         self.backbone = backbone
         self.pool = pool
         self.input_size = tuple(input_size)  # (H, W)
-        self.data_config: dict[str, Any] = resolve_model_data_config(
-            backbone,
-            args={"input_size": (3, *self.input_size), "crop_pct": 1.0, "crop_mode": "squash"},
-        )
+        self.data_config = eval_data_config(backbone, self.input_size)
 
     @property
     def dim(self) -> int:

@@ -113,6 +113,10 @@ def prepare_training_crops(config: RetrievalModelConfig, crops: pd.DataFrame) ->
     table = crops.loc[keep].reset_index(drop=True)
     if table.empty:
         raise ValueError(f"no training crops in splits {list(config.data.train_splits)}")
+    weights = config.data.source_weights
+    if weights:
+        repeats = crop_datasets(table).map(lambda d: weights.get(d, 1)).to_numpy()
+        table = table.loc[table.index.repeat(repeats)].reset_index(drop=True)
     table["label"] = np.unique(table["identity"].astype(str).to_numpy(), return_inverse=True)[1]
     return table
 
@@ -437,15 +441,22 @@ def _save_checkpoint(
 
 
 def _build_optimizer(cfg: RetrievalModelConfig, module: nn.Module) -> torch.optim.Optimizer:
-    """No weight decay on biases, norm layers, GeM p and class centres (1-d or centre params)."""
-    decay, no_decay = [], []
+    """No weight decay on biases, norm layers, GeM p and class centres (1-d or centre params);
+    the backbone's LR scaled by ``backbone_lr_mult``."""
+    groups_by_key: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 or name.endswith("centers") else decay).append(param)
+        no_decay = param.ndim <= 1 or name.endswith("centers")
+        backbone = name.startswith("model.backbone.")
+        groups_by_key.setdefault((backbone, no_decay), []).append(param)
     groups = [
-        {"params": decay, "weight_decay": cfg.optim.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {
+            "params": params,
+            "weight_decay": 0.0 if no_decay else cfg.optim.weight_decay,
+            "lr": cfg.optim.lr * (cfg.optim.backbone_lr_mult if backbone else 1.0),
+        }
+        for (backbone, no_decay), params in sorted(groups_by_key.items())
     ]
     if cfg.optim.name == "sgd":
         return torch.optim.SGD(
