@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 import yaml
 
 from clothes_retrieval.config import ConfigError, validate_config
-from clothes_retrieval.data.schema import conform_items
 from clothes_retrieval.data.taxonomy import Taxonomy, load_taxonomy, map_to_taxonomy
+from tests.data.item_rows import whole_photo_items
 
 
 def _good() -> dict[str, Any]:
@@ -99,45 +98,9 @@ def test_unknown_taxonomy_lists_the_known_ones(tmp_path: Path) -> None:
         load_taxonomy(tmp_path / "gone.yaml")
 
 
-def _items(rows: list[tuple[str, str]]) -> pd.DataFrame:
-    """One whole-photo item per (dataset, category_name), category ids of the source's own."""
-    return conform_items(
-        pd.DataFrame(
-            [
-                {
-                    "item_uid": f"{dataset}/train/{k:06d}/1",
-                    "dataset": dataset,
-                    "split": "train",
-                    "image_id": k,
-                    "image_path": f"/photos/{k}.jpg",
-                    "image_width": 32,
-                    "image_height": 48,
-                    "source": "shop",
-                    "pair_id": 0,
-                    "style": 0,
-                    "item_index": 1,
-                    "category_id": 40 + k,
-                    "category_name": category,
-                    "x1": 0.0,
-                    "y1": 0.0,
-                    "x2": 32.0,
-                    "y2": 48.0,
-                    "segmentation": [],
-                    "landmarks": [],
-                    "scale": 0,
-                    "occlusion": 0,
-                    "zoom_in": 0,
-                    "viewpoint": 0,
-                }
-                for k, (dataset, category) in enumerate(rows, start=1)
-            ]
-        )
-    )
-
-
 def test_map_to_taxonomy_ids_follow_classes_and_unmapped_rows_go() -> None:
     taxonomy = validate_config(Taxonomy, _good())
-    items = _items(
+    items = whole_photo_items(
         [
             ("shop", "dress"),
             ("shop", "blouse"),
@@ -163,7 +126,7 @@ def test_map_to_taxonomy_ids_follow_classes_and_unmapped_rows_go() -> None:
 
 def test_source_option_uses_one_block_for_every_row() -> None:
     taxonomy = validate_config(Taxonomy, _good())
-    items = _items([("anything", "skirt"), ("other", "blouse")])
+    items = whole_photo_items([("anything", "skirt"), ("other", "blouse")])
     mapped = map_to_taxonomy(items, taxonomy, source="street")
     assert mapped["category_name"].tolist() == ["bottom"]
     assert mapped["dataset"].tolist() == ["anything"]  # the dataset column is kept
@@ -172,8 +135,8 @@ def test_source_option_uses_one_block_for_every_row() -> None:
 def test_source_missing_from_the_taxonomy_is_named() -> None:
     taxonomy = validate_config(Taxonomy, _good())
     with pytest.raises(ConfigError, match=r"sources\.catalogue"):
-        map_to_taxonomy(_items([("shop", "dress"), ("catalogue", "dress")]), taxonomy)
+        map_to_taxonomy(whole_photo_items([("shop", "dress"), ("catalogue", "dress")]), taxonomy)
     with pytest.raises(ConfigError, match=r"sources\.catalogue"):
-        map_to_taxonomy(_items([("shop", "dress")]), taxonomy, source="catalogue")
-    empty = _items([("catalogue", "dress")]).iloc[:0]
+        map_to_taxonomy(whole_photo_items([("shop", "dress")]), taxonomy, source="catalogue")
+    empty = whole_photo_items([("catalogue", "dress")]).iloc[:0]
     assert map_to_taxonomy(empty, taxonomy).empty  # nothing to map, nothing to complain of

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from clothes_retrieval.data.schema import CATEGORIES, conform_items
+from clothes_retrieval.data.schema import CATEGORIES
 from clothes_retrieval.data.sources.ccp import CCP_NON_GARMENTS
 from clothes_retrieval.data.sources.darn import DARN_CATEGORIES
 from clothes_retrieval.data.sources.mpv import MPV_CATEGORIES
@@ -16,6 +15,7 @@ from clothes_retrieval.data.sources.mvc import MVC_CATEGORIES
 from clothes_retrieval.data.sources.street2shop import STREET2SHOP_CATEGORIES
 from clothes_retrieval.data.sources.zalando import ZALANDO_CATEGORIES
 from clothes_retrieval.data.taxonomy import DEFAULT_TAXONOMY_DIR, load_taxonomy, map_to_taxonomy
+from tests.data.item_rows import whole_photo_items
 
 # The 59 names of Clothing Co-Parsing's label_list.mat (index = label value), as read from
 # ../shared/data/ccp/label_list.mat; the ccp adapter's category set is them less
@@ -77,42 +77,6 @@ def test_known_taxonomies_are_there() -> None:
         assert set(DECLARED) <= set(load_taxonomy(name).sources), name
 
 
-def _items(rows: list[tuple[str, str]]) -> pd.DataFrame:
-    """An item table of whole-photo items, one per (dataset, category_name)."""
-    return conform_items(
-        pd.DataFrame(
-            [
-                {
-                    "item_uid": f"{dataset}/train/{k:06d}/1",
-                    "dataset": dataset,
-                    "split": "train",
-                    "image_id": k,
-                    "image_path": f"/photos/{k}.jpg",
-                    "image_width": 32,
-                    "image_height": 48,
-                    "source": "user",
-                    "pair_id": k,
-                    "style": 1,
-                    "item_index": 1,
-                    "category_id": 1,
-                    "category_name": category,
-                    "x1": 0.0,
-                    "y1": 0.0,
-                    "x2": 32.0,
-                    "y2": 48.0,
-                    "segmentation": [],
-                    "landmarks": [],
-                    "scale": 0,
-                    "occlusion": 0,
-                    "zoom_in": 0,
-                    "viewpoint": 0,
-                }
-                for k, (dataset, category) in enumerate(rows, start=1)
-            ]
-        )
-    )
-
-
 ROWS = [
     ("street2shop", "dresses"),
     ("street2shop", "tops"),
@@ -155,7 +119,7 @@ ROWS = [
     ],
 )
 def test_map_to_taxonomy(taxonomy: str, expected: dict[str, tuple[str, int]]) -> None:
-    items = _items(ROWS)
+    items = whole_photo_items(ROWS)
     mapped = map_to_taxonomy(items, load_taxonomy(taxonomy))
     # rows are kept by their uid; their original category is found through it
     original = items.set_index("item_uid")["category_name"]
@@ -170,6 +134,6 @@ def test_map_to_taxonomy(taxonomy: str, expected: dict[str, tuple[str, int]]) ->
 
 
 def test_map_one_source_with_an_empty_block() -> None:
-    items = _items([("mpv", "top"), ("mpv", "top")])
+    items = whole_photo_items([("mpv", "top"), ("mpv", "top")])
     assert map_to_taxonomy(items, load_taxonomy("product10")).empty
     assert map_to_taxonomy(items, load_taxonomy("deepfashion2"), source="mpv").empty
