@@ -173,13 +173,12 @@ def test_every_category_in_every_split(sample):
 def test_shop_and_consumer_photos(sample):
     out, _, manifest = sample
     n_items = {"user": set(), "shop": set()}
-    for _, path, rec, _ in clean_records(out, manifest):
+    for _, _, rec, _ in clean_records(out, manifest):
         items = items_of(rec)
         n_items[rec["source"]].add(len(items))
         if rec["source"] == "shop":
             assert items[0]["style"] > 0 and items[0]["occlusion"] == 1
-        else:
-            assert 1 <= len(items) <= 3, path
+    # one garment per shop photo, one to three (and not always the same) per consumer photo
     assert n_items["shop"] == {1}
     assert n_items["user"] <= {1, 2, 3} and len(n_items["user"]) >= 2
 

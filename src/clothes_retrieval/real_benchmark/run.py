@@ -227,9 +227,17 @@ def evaluate_and_report(
     from clothes_retrieval.real_benchmark.report import write_report
 
     results = {}
+    cache: dict = {}  # each model embeds the gallery and queries once, ensembles reuse it
     for name, model in models.items():
         results[name] = evaluate_model(
-            name, model, data, fused, config, out / "evaluation" / name, progress=progress
+            name,
+            model,
+            data,
+            fused,
+            config,
+            out / "evaluation" / name,
+            progress=progress,
+            cache=cache,
         )
         log.info("%s: %s", name, headline_line(results[name]))
     headline = config.retrieval.headline

@@ -33,7 +33,7 @@ from clothes_retrieval.config import dump_config
 from clothes_retrieval.data.sources import read_source
 from clothes_retrieval.data.taxonomy import Taxonomy, load_taxonomy, map_to_taxonomy
 from clothes_retrieval.io import atomic_dir, write_json, write_parquet
-from clothes_retrieval.real_benchmark.config import RealBenchmarkConfig, repo_path
+from clothes_retrieval.real_benchmark.config import RealBenchmarkConfig
 
 __all__ = [
     "ROLES",
@@ -135,7 +135,7 @@ def read_role(
         raise ValueError(f"role {role!r}: use one of {ROLES}")
     check_roots(config)
     roots = config.roots()
-    taxonomy = load_taxonomy(repo_path("configs/taxonomy") / f"{config.taxonomy}.yaml")
+    taxonomy = load_taxonomy(config.taxonomy)
     if role == "products":
         tables = read_source(
             config.product_source,
@@ -185,10 +185,18 @@ def prepare_data(
     Raises ``FileNotFoundError`` naming any missing root.
     """
     check_roots(config)
+    tables = {}
     for role in ROLES:
-        items, quarantine = read_role(config, role, progress=progress)
-        write_role(out_dir, role, items, quarantine)
-    data = read_data(out_dir, config)
+        tables[role] = read_role(config, role, progress=progress)
+        write_role(out_dir, role, *tables[role])
+    data = BenchmarkData(
+        tables["street_train"][0],
+        tables["queries"][0],
+        tables["products"][0],
+        pd.concat([q for _, q in tables.values()], ignore_index=True),
+        load_taxonomy(config.taxonomy),
+        Path(out_dir),
+    )
     gallery_classes = set(data.gallery["category_name"])
     absent = sorted(set(data.queries["category_name"]) - gallery_classes)
     if absent:
@@ -212,7 +220,7 @@ def read_data(out_dir: str | Path, config: RealBenchmarkConfig) -> BenchmarkData
     quarantine = pd.concat(
         [pd.read_parquet(out_dir / f"{r}.quarantine.parquet") for r in ROLES], ignore_index=True
     )
-    taxonomy = load_taxonomy(repo_path("configs/taxonomy") / f"{config.taxonomy}.yaml")
+    taxonomy = load_taxonomy(config.taxonomy)
     return BenchmarkData(
         tables["street_train"], tables["queries"], tables["products"], quarantine, taxonomy, out_dir
     )
@@ -280,35 +288,42 @@ def category_accuracy(
     return {k: float((first < k).mean()) for k in ks}
 
 
-def _search(gallery: np.ndarray, queries: np.ndarray, k: int, name: str) -> np.ndarray:
-    from clothes_retrieval.index import IndexManifest, build_index
-
-    manifest = IndexManifest(
-        models=(name,), dims=(gallery.shape[1],), box_source="gallery", data_version="real"
-    )
-    index = build_index(gallery, manifest)
-    _, rows = index.search(queries, manifest, min(k, len(gallery)))
-    return rows
-
-
 def embed_items(
-    model: Any, items: list[tuple[str, Any]], batch_size: int, progress: bool
+    model: Any,
+    items: list[tuple[str, Any]],
+    batch_size: int,
+    progress: bool,
+    *,
+    cache: dict[tuple[int, str], np.ndarray] | None = None,
+    key: str = "",
 ) -> np.ndarray:
     """Embeddings of (image, box) items: one model's, or for an ensemble (a list of
     ``(model, weight)``) the weighted concatenation of each model's L2-normalised embedding,
     normalised again (the paper's feature concatenation; each model keeps its own input
-    size and preprocessing)."""
+    size and preprocessing).
+
+    ``cache`` (with ``key`` naming the item list, e.g. ``"gallery"``) keeps each single
+    model's embeddings, so an ensemble reuses its members' instead of embedding again.
+    """
     from clothes_retrieval.retrieval.embed import embed_crops
 
+    def single(m: Any) -> np.ndarray:
+        if cache is None:
+            return embed_crops(m, items, batch_size=batch_size, progress=progress)
+        if (id(m), key) not in cache:
+            cache[id(m), key] = embed_crops(m, items, batch_size=batch_size, progress=progress)
+        return cache[id(m), key]
+
     if not isinstance(model, list | tuple):
-        return embed_crops(model, items, batch_size=batch_size, progress=progress)
-    parts = [
-        weight * embed_crops(m, items, batch_size=batch_size, progress=progress)
-        for m, weight in model
-    ]
-    out = np.concatenate(parts, axis=1)
+        return single(model)
+    out = np.concatenate([weight * single(m) for m, weight in model], axis=1)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _boxes(table: pd.DataFrame) -> list[tuple[str, tuple[float, float, float, float]]]:
+    cols = table[["image_path", "x1", "y1", "x2", "y2"]].itertuples(index=False)
+    return [(p, (x1, y1, x2, y2)) for p, x1, y1, x2, y2 in cols]
 
 
 def evaluate_model(
@@ -320,94 +335,80 @@ def evaluate_model(
     out_dir: str | Path,
     *,
     progress: bool = True,
+    cache: dict[tuple[int, str], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Acc@k of one embedding model (or ensemble, see :func:`embed_items`) with
     ground-truth and (when given) detected boxes.
 
     Writes ``results.json`` and ``ranked.parquet`` (each query's first results) to
     ``out_dir`` and returns the results. Unreadable images are errors here: the tables
-    came from adapters that already quarantined them.
+    came from adapters that already quarantined them. ``cache``: shared embeddings (see
+    :func:`embed_items`) for several models evaluated on the same data.
     """
+    from clothes_retrieval.search.rank import rank_gallery
+
     kmax = max(config.ks)
-    bs = config.retrieval.embed_batch_size
     gallery = data.gallery
     classes = list(data.taxonomy.classes)
-    g_emb = embed_items(model, [(p, None) for p in gallery["image_path"]], bs, progress)
-    g_labels = gallery["category_id"].to_numpy()
     queries = data.queries.reset_index(drop=True)
     q_labels = queries["category_id"].to_numpy()
+    g_labels = gallery["category_id"].to_numpy()
 
-    def boxes(table: pd.DataFrame) -> list[tuple[str, tuple[float, float, float, float]]]:
-        return [
-            (p, (x1, y1, x2, y2))
-            for p, x1, y1, x2, y2 in table[["image_path", "x1", "y1", "x2", "y2"]].itertuples(
-                index=False
-            )
-        ]
+    def embed(items: list, key: str) -> np.ndarray:
+        bs = config.retrieval.embed_batch_size
+        return embed_items(model, items, bs, progress, cache=cache, key=key)
 
-    results: dict[str, Any] = {"model": name, "queries": len(queries), "gallery": len(gallery)}
-    ranked_frames = []
-    q_emb = embed_items(model, boxes(queries), bs, progress)
-    rows = _search(g_emb, q_emb, kmax, name)
-    ranked = np.where(rows >= 0, g_labels[np.clip(rows, 0, None)], -1)
-    results["gt"] = {
-        f"acc@{k}": v for k, v in category_accuracy(ranked, q_labels, config.ks).items()
-    }
-    per_class = {}
-    for cid, cname in data.taxonomy.category_ids.items():
-        mask = q_labels == cid
-        if mask.any():
-            per_class[cname] = {
-                "queries": int(mask.sum()),
-                "acc@1": float((ranked[mask, 0] == cid).mean()),
-            }
-    results["gt_per_class"] = per_class
-    ranked_frames.append(
-        pd.DataFrame(
+    g_emb = embed([(p, None) for p in gallery["image_path"]], "gallery")
+
+    def search(boxes: pd.DataFrame, valid: np.ndarray, key: str) -> tuple[np.ndarray, ...]:
+        """Gallery rows and their classes (Q, kmax) for the ``valid`` queries' boxes
+        (-1: no result, or an invalid query)."""
+        rows = np.full((len(queries), kmax), -1, dtype=np.int64)
+        if valid.any():
+            rows[valid], _ = rank_gallery(embed(_boxes(boxes[valid]), key), g_emb, k=kmax)
+        return rows, np.where(rows >= 0, g_labels[np.clip(rows, 0, None)], -1)
+
+    def frame(boxes: str, rows: np.ndarray, ranked: np.ndarray, valid: np.ndarray):
+        return pd.DataFrame(
             {
-                "boxes": "gt",
+                "boxes": boxes,
                 "item_uid": queries["item_uid"],
                 "query_class": queries["category_name"],
                 "top1_class": [classes[c - 1] if c > 0 else "" for c in ranked[:, 0]],
-                "hit@1": ranked[:, 0] == q_labels,
+                "hit@1": (ranked[:, 0] == q_labels) & valid,
                 "top_rows": [r[:5].tolist() for r in rows],  # gallery rows, best first
             }
         )
-    )
+
+    results: dict[str, Any] = {"model": name, "queries": len(queries), "gallery": len(gallery)}
+    everyone = np.ones(len(queries), dtype=bool)
+    rows, ranked = search(queries, everyone, "gt")
+    results["gt"] = {
+        f"acc@{k}": v for k, v in category_accuracy(ranked, q_labels, config.ks).items()
+    }
+    results["gt_per_class"] = {
+        cname: {
+            "queries": int((q_labels == cid).sum()),
+            "acc@1": float((ranked[q_labels == cid, 0] == cid).mean()),
+        }
+        for cid, cname in data.taxonomy.category_ids.items()
+        if (q_labels == cid).any()
+    }
+    frames = [frame("gt", rows, ranked, everyone)]
 
     if detected is not None:
         matched = match_detections(queries, detected, config.detection.match_iou)
         valid = matched["x1"].notna().to_numpy()
-        ranked_d = np.full_like(ranked, -1)
-        rows_d = np.full_like(rows, -1)
-        if valid.any():
-            sel = matched[valid].assign(image_path=queries.loc[valid, "image_path"])
-            d_emb = embed_items(model, boxes(sel), bs, progress)
-            rows_d[valid] = _search(g_emb, d_emb, kmax, name)
-            ranked_d[valid] = np.where(
-                rows_d[valid] >= 0, g_labels[np.clip(rows_d[valid], 0, None)], -1
-            )
+        rows_d, ranked_d = search(matched.assign(image_path=queries["image_path"]), valid, "det")
         results["detected"] = {
             f"acc@{k}": v
             for k, v in category_accuracy(ranked_d, q_labels, config.ks, valid).items()
         }
         results["detected"]["box_recall"] = float(valid.mean())
-        ranked_frames.append(
-            pd.DataFrame(
-                {
-                    "boxes": "detected",
-                    "item_uid": queries["item_uid"],
-                    "query_class": queries["category_name"],
-                    "top1_class": [classes[c - 1] if c > 0 else "" for c in ranked_d[:, 0]],
-                    "hit@1": (ranked_d[:, 0] == q_labels) & valid,
-                    "top_rows": [r[:5].tolist() for r in rows_d],
-                }
-            )
-        )
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+        frames.append(frame("detected", rows_d, ranked_d, valid))
+    with atomic_dir(Path(out_dir)) as tmp:
         write_json(tmp / "results.json", results)
-        write_parquet(tmp / "ranked.parquet", pd.concat(ranked_frames, ignore_index=True))
+        write_parquet(tmp / "ranked.parquet", pd.concat(frames, ignore_index=True))
     return results
 
 

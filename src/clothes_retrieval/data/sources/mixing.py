@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 def _read_one(
     source: str, root: Path, splits: Sequence[str], options: Mapping[str, Any], progress: bool
 ):
-    reader = SOURCES[source].reader if source in SOURCES else None
-    params = inspect.signature(reader).parameters if reader is not None else {}
+    if source not in SOURCES:
+        raise KeyError(f"unknown source {source!r}; registered: {sorted(SOURCES)}")
+    params = inspect.signature(SOURCES[source].reader).parameters
     opts: dict[str, Any] = {"progress": progress, **options}
     if "splits" in params and "splits" not in opts:
         opts["splits"] = tuple(splits)
