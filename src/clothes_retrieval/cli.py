@@ -79,9 +79,12 @@ def _cmd_real_benchmark(args: argparse.Namespace) -> int:
         "street_train": str(args.street_train) if args.street_train else None,
         "street_queries": str(args.street_queries) if args.street_queries else None,
         "products": str(args.products) if args.products else None,
-        "output_dir": str(args.out) if args.out else None,
+        # with --tuning, --out names the tuning run's folder
+        "tuning_output_dir" if args.tuning else "output_dir": str(args.out) if args.out else None,
     }
     config = load_benchmark_config(args.config, overrides)
+    if args.tuning:
+        config = config.for_tuning()
     missing = config.missing_roots()
     if missing:
         print(
@@ -90,7 +93,14 @@ def _cmd_real_benchmark(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0 if args.skip_missing else 2
-    result = run_real_benchmark(config, progress=not args.no_progress)
+    if config.tuning:
+        lo, hi = config.street_split.queries
+        print(
+            f"tuning run: queries are training-part photos {lo}-{hi}, not the benchmark's "
+            "query photos; choose settings here, then run without --tuning once",
+            file=sys.stderr,
+        )
+    result = run_real_benchmark(config, progress=not args.no_progress, detect=not args.gt_only)
     for name, res in result.results.items():
         gt = " ".join(f"{k} {v:.3f}" for k, v in res["gt"].items())
         det = " ".join(f"{k} {v:.3f}" for k, v in res.get("detected", {}).items())
@@ -135,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="benchmark YAML (configs/real_benchmark.yaml)")
     p.add_argument("--out", type=Path, help="output folder (default: the config's output_dir)")
     p.add_argument("--skip-missing", action="store_true", help="exit 0 when data is absent")
+    p.add_argument(
+        "--tuning",
+        action="store_true",
+        help="run on the config's tuning_split of the street training photos (to choose "
+        "settings without looking at the query photos), in tuning_output_dir",
+    )
+    p.add_argument(
+        "--gt-only",
+        action="store_true",
+        help="ground-truth boxes only: no detector training or detection",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_real_benchmark)
 

@@ -58,6 +58,30 @@ def test_cli_runs_the_benchmark_and_prints_the_line_last(
     assert (out / "retrieval" / "real_lite0_mixed" / "model.pt").stat().st_mtime_ns == before
 
 
+@pytest.mark.real_data
+def test_cli_tuning_run_queries_training_photos_with_gt_boxes_only(
+    smoke_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "tuning"
+    args = ["real-benchmark", "--config", str(smoke_config), "--no-progress"]
+    assert main([*args, "--tuning", "--gt-only", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "tuning run" in captured.err
+    line = captured.out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"real benchmark: gt acc@1 \d\.\d{3} acc@10 \d\.\d{3}, "
+        r"detected acc@1 n/a acc@10 n/a",
+        line,
+    ), line
+    # the smoke config trains on photos 1-8: tuning trains on 1-5 and queries 6-8
+    train = pd.read_parquet(out / "data" / "street_train.parquet")
+    queries = pd.read_parquet(out / "data" / "queries.parquet")
+    assert set(train["image_id"]) <= set(range(1, 6))
+    assert set(queries["image_id"]) <= {6, 7, 8} and len(queries) > 0
+    assert not (out / "detection").exists()  # --gt-only: no detector trained
+    assert not (tmp_path / "out").exists()  # the benchmark's own output folder is untouched
+
+
 def test_cli_skips_cleanly_without_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     args = ["real-benchmark", "--street-train", str(tmp_path / "nope"), "--products", str(tmp_path)]
     assert main([*args, "--skip-missing"]) == 0

@@ -98,6 +98,34 @@ def test_overlapping_street_split_is_refused() -> None:
         )
 
 
+def test_tuning_runs_inside_the_training_part_only(tmp_path) -> None:
+    config = load_benchmark_config()
+    tuning = config.for_tuning()
+    assert config.street_split.train == (1, 300) and config.street_split.queries == (301, 500)
+    # default: the training part cut at two thirds; the query photos 301-500 are not used
+    assert tuning.street_split.train == (1, 200) and tuning.street_split.queries == (201, 300)
+    assert tuning.tuning and tuning.output_dir == config.tuning_output_dir != config.output_dir
+    assert tuning.for_tuning() == tuning
+    # separate street folders: the tuning queries come from the street *training* folder
+    split = validate_config(
+        RealBenchmarkConfig,
+        {"street_train": str(tmp_path / "train"), "street_queries": str(tmp_path / "held_out")},
+    ).for_tuning()
+    assert split.roots()["street_queries"] == tmp_path / "train" == split.roots()["street_train"]
+    given = validate_config(
+        RealBenchmarkConfig, {"tuning_split": {"train": [1, 250], "queries": [251, 300]}}
+    )
+    assert given.for_tuning().street_split.queries == (251, 300)
+    with pytest.raises(ConfigError, match="tuning_split.queries.*not inside"):
+        validate_config(
+            RealBenchmarkConfig, {"tuning_split": {"train": [1, 250], "queries": [251, 320]}}
+        )
+    with pytest.raises(ValueError, match="too few photos"):
+        validate_config(
+            RealBenchmarkConfig, {"street_split": {"train": [1, 1], "queries": [2, 5]}}
+        ).for_tuning()
+
+
 def test_bad_keys_and_headline_are_named(tmp_path) -> None:
     with pytest.raises(ConfigError, match="detection.detecters"):
         validate_config(RealBenchmarkConfig, {"detection": {"detecters": ["atss"]}})

@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from clothes_retrieval.config import FrozenConfig, load_yaml, validate_config
 from clothes_retrieval.data.crops import CropConfig
 from clothes_retrieval.fusion.config import FusionConfig
+from clothes_retrieval.search.rank import PostprocessConfig
 
 __all__ = [
     "REPO_ROOT",
@@ -105,6 +106,9 @@ class BenchmarkRetrieval(FrozenConfig):
     overrides: dict[str, Any] = Field(default_factory=dict)
     # Name -> models (zero_shot and/or fine_tuned) concatenated, also evaluated.
     ensembles: dict[str, EnsembleConfig] = Field(default_factory=dict)
+    # The paper's search-side steps (whitening, DBA, alpha-QE, k-reciprocal re-ranking),
+    # applied to every model's search; all off by default.
+    postprocess: PostprocessConfig = PostprocessConfig()
     device: str | None = None  # None: CUDA when available
     torch_threads: int | None = Field(2, ge=1)
     embed_batch_size: int = Field(64, ge=1)
@@ -137,6 +141,12 @@ class RealBenchmarkConfig(FrozenConfig):
     street_source: str = "ccp"  # registered source adapter of the street folders
     product_source: str = "product_folders"
     street_split: StreetSplit = StreetSplit()
+    # --tuning: settings are chosen on this split of the training part (both ranges inside
+    # street_split.train, so the query photos stay unseen), then measured once on the queries.
+    # None: the first two thirds of street_split.train to train on, the last third to query.
+    tuning_split: StreetSplit | None = None
+    tuning_output_dir: str = "outputs/real_benchmark_tuning"
+    tuning: bool = False  # set by for_tuning(); this config runs on the tuning split
     min_pixels: int = Field(1500, ge=1)  # CCP regions smaller than this are noise
     taxonomy: str = "product10"
     crops: CropConfig = CropConfig(
@@ -159,7 +169,43 @@ class RealBenchmarkConfig(FrozenConfig):
             raise ValueError(f"ks: must include 1 and 10 (the headline), got {list(self.ks)}")
         if self.crops.identity != "category":
             raise ValueError("crops.identity: the benchmark is category-level; use 'category'")
+        lo, hi = self.street_split.train
+        given = self.tuning_split if not self.tuning else None  # a tuning run's own split
+        for name, (a, b) in () if given is None else given.model_dump().items():
+            if not lo <= a <= b <= hi:
+                raise ValueError(
+                    f"tuning_split.{name}: {a}..{b} is not inside street_split.train {lo}..{hi}; "
+                    "tuning must not see the query photos"
+                )
         return self
+
+    def tuning_ranges(self) -> StreetSplit:
+        """``tuning_split``, or the default: street_split.train cut at two thirds."""
+        if self.tuning_split is not None:
+            return self.tuning_split
+        lo, hi = self.street_split.train
+        if hi - lo < 1:
+            raise ValueError(
+                f"street_split.train {lo}..{hi}: too few photos to hold out a tuning part; "
+                "give tuning_split"
+            )
+        cut = min(hi - 1, lo + round((hi - lo + 1) * 2 / 3) - 1)
+        return StreetSplit(train=(lo, cut), queries=(cut + 1, hi))
+
+    def for_tuning(self) -> RealBenchmarkConfig:
+        """This config on the tuning split: both street roles from the ``street_train`` root,
+        split by ``tuning_split``, written to ``tuning_output_dir``. Choose settings with it,
+        then run the plain config once: the query photos are never used to tune."""
+        if self.tuning:
+            return self
+        data = self.model_dump(mode="json")
+        data.update(
+            street_split=self.tuning_ranges().model_dump(mode="json"),
+            street_queries=self.street_train,  # None: the same shared folder as street_train
+            output_dir=self.tuning_output_dir,
+            tuning=True,
+        )
+        return validate_config(RealBenchmarkConfig, data, source="tuning config")
 
     def roots(self) -> dict[str, Path]:
         """The three data roots, defaults filled in from the shared data."""

@@ -95,12 +95,20 @@ def write_report(
         f"scored fused box with IoU >= {config.detection.match_iou}; none: a miss). Gallery: "
         "the product photos' validation split. Hit at k: a gallery photo of the query's class "
         "among the first k.",
+        f"Search: {config.retrieval.postprocess.label()} over L2-normalised embeddings.",
         "Reference (data README, all 1,004 CCP photos vs a 372-photo product split, GT boxes): "
         "zero-shot ImageNet EfficientNet-Lite0 Acc@1 0.506, Acc@10 0.812.",
         f"Targets: GT Acc@1 >= {targets.get('gt_acc@1')}, detected Acc@1 >= "
         f"{targets.get('detected_acc@1')} (model {headline}).",
         headline_line(head),
     ]
+    if config.tuning:
+        lo, hi = config.street_split.queries
+        notes.insert(
+            0,
+            f"TUNING RUN: the queries are street training-part photos {lo}-{hi}, not the "
+            "benchmark's query photos. Choose settings here; measure once without --tuning.",
+        )
     inputs = ReportInputs(
         title="Real street-to-shop benchmark (category level)",
         headline={

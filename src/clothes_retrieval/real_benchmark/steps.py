@@ -365,7 +365,8 @@ def evaluate_model(
         (-1: no result, or an invalid query)."""
         rows = np.full((len(queries), kmax), -1, dtype=np.int64)
         if valid.any():
-            rows[valid], _ = rank_gallery(embed(_boxes(boxes[valid]), key), g_emb, k=kmax)
+            q_emb = embed(_boxes(boxes[valid]), key)
+            rows[valid], _ = rank_gallery(q_emb, g_emb, config.retrieval.postprocess, k=kmax)
         return rows, np.where(rows >= 0, g_labels[np.clip(rows, 0, None)], -1)
 
     def frame(boxes: str, rows: np.ndarray, ranked: np.ndarray, valid: np.ndarray):

@@ -72,6 +72,12 @@ class ModelConfig(FrozenConfig):
     gem_learnable: bool = False
     dim: int = Field(1024, gt=0)  # each descriptor gets dim / len(descriptors)
     input_size: tuple[int, int] = (224, 224)  # (height, width)
+    # How an image or crop becomes input_size. squash: resized, aspect ratio lost (a tall
+    # dress and a short skirt look alike); letterbox: padded with letterbox_fill to the
+    # input's aspect ratio first, so the garment keeps its shape (street crops are tall or
+    # wide, product photos near-square). Applies to training and embedding alike.
+    resize: Literal["squash", "letterbox"] = "squash"
+    letterbox_fill: tuple[int, int, int] = (255, 255, 255)  # RGB; white = a product backdrop
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -83,6 +89,8 @@ class ModelConfig(FrozenConfig):
             raise ValueError(
                 f"dim: {self.dim} is not divisible by {len(self.descriptors)} descriptors"
             )
+        if not all(0 <= c <= 255 for c in self.letterbox_fill):
+            raise ValueError(f"letterbox_fill: RGB values 0-255, got {list(self.letterbox_fill)}")
         if min(self.input_size) < 16:
             raise ValueError(f"input_size: {self.input_size} is too small (min 16 px a side)")
         if self.weights == "file" and not self.weights_path:
