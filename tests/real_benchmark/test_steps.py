@@ -133,6 +133,8 @@ def test_bad_keys_and_headline_are_named(tmp_path) -> None:
         validate_config(RealBenchmarkConfig, {"retrieval": {"headline": "m99"}})
     with pytest.raises(ConfigError, match="ks"):
         validate_config(RealBenchmarkConfig, {"ks": [1, 5]})
+    with pytest.raises(ConfigError, match="retrieval.postprocess.dba.k"):
+        validate_config(RealBenchmarkConfig, {"retrieval": {"postprocess": {"dba": {"k": 0}}}})
 
 
 def test_default_config_loads_and_roots_follow_the_env(tmp_path, monkeypatch) -> None:
