@@ -207,3 +207,68 @@ def test_ensemble_embedding_is_the_weighted_concatenation(tmp_path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(embed_items(a, items, 2, False), ea, atol=1e-5)
+
+
+def test_evaluate_model_searches_with_the_configured_postprocessing(tmp_path) -> None:
+    """retrieval.postprocess reaches the search: the ranking equals rank_gallery's with it."""
+    from PIL import Image
+
+    from clothes_retrieval.data.taxonomy import load_taxonomy
+    from clothes_retrieval.real_benchmark.steps import BenchmarkData, evaluate_model
+    from clothes_retrieval.retrieval.config import ModelConfig
+    from clothes_retrieval.retrieval.embed import embed_crops
+    from clothes_retrieval.retrieval.model import build_pooled_backbone
+    from clothes_retrieval.search.rank import PostprocessConfig, rank_gallery
+
+    taxonomy = load_taxonomy("product10")
+    rng = np.random.default_rng(1)
+    ids = list(taxonomy.category_ids.items())[:3]
+
+    def photos(prefix: str, n: int) -> pd.DataFrame:
+        rows = []
+        for i in range(n):
+            path = tmp_path / f"{prefix}{i}.jpg"
+            Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(path)
+            cid, name = ids[i % len(ids)]
+            rows.append(
+                {
+                    "image_path": str(path),
+                    "x1": 2.0,
+                    "y1": 3.0,
+                    "x2": 28.0,
+                    "y2": 37.0,
+                    "category_id": cid,
+                    "category_name": name,
+                    "item_uid": f"{prefix}{i}",
+                    "split": "validation",
+                }
+            )
+        return pd.DataFrame(rows)
+
+    queries, gallery = photos("q", 6), photos("g", 9)
+    data = BenchmarkData(
+        street_train=queries.iloc[:0],
+        queries=queries,
+        products=gallery,
+        quarantine=pd.DataFrame(),
+        taxonomy=taxonomy,
+        out_dir=tmp_path,
+    )
+    model = build_pooled_backbone(
+        ModelConfig(backbone="test_efficientnet", descriptors=("spoc",), input_size=(32, 32))
+    )
+    post = {"dba": {"enabled": True, "k": 3}, "query_expansion": {"enabled": True, "k": 2}}
+    config = validate_config(
+        RealBenchmarkConfig, {"retrieval": {"postprocess": post}, "ks": [1, 5, 10]}
+    )
+    evaluate_model("m", model, data, None, config, tmp_path / "eval", progress=False)
+    ranked = pd.read_parquet(tmp_path / "eval" / "ranked.parquet")
+
+    q = embed_crops(
+        model, [(p, (2.0, 3.0, 28.0, 37.0)) for p in queries["image_path"]], progress=False
+    )
+    g = embed_crops(model, [(p, None) for p in gallery["image_path"]], progress=False)
+    want, _ = rank_gallery(q, g, validate_config(PostprocessConfig, post), k=10)
+    plain, _ = rank_gallery(q, g, k=10)
+    np.testing.assert_array_equal(np.stack(ranked["top_rows"].to_list()), want[:, :5])
+    assert not np.array_equal(want[:, :5], plain[:, :5])  # the steps changed the ranking
