@@ -169,14 +169,14 @@ class RealBenchmarkConfig(FrozenConfig):
             raise ValueError(f"ks: must include 1 and 10 (the headline), got {list(self.ks)}")
         if self.crops.identity != "category":
             raise ValueError("crops.identity: the benchmark is category-level; use 'category'")
-        lo, hi = self.street_split.train
-        given = self.tuning_split if not self.tuning else None  # a tuning run's own split
-        for name, (a, b) in () if given is None else given.model_dump().items():
-            if not lo <= a <= b <= hi:
-                raise ValueError(
-                    f"tuning_split.{name}: {a}..{b} is not inside street_split.train {lo}..{hi}; "
-                    "tuning must not see the query photos"
-                )
+        if self.tuning_split is not None and not self.tuning:  # (a tuning run is inside)
+            lo, hi = self.street_split.train
+            for name, (a, b) in self.tuning_split.model_dump().items():
+                if not lo <= a <= b <= hi:
+                    raise ValueError(
+                        f"tuning_split.{name}: {a}..{b} is not inside street_split.train "
+                        f"{lo}..{hi}; tuning must not see the query photos"
+                    )
         return self
 
     def tuning_ranges(self) -> StreetSplit:

@@ -208,7 +208,7 @@ def build_model(
 
 
 def _with_resizing(model: RetrievalModel | PooledBackbone, transform: Callable) -> Callable:
-    if getattr(model, "resize", "squash") != "letterbox":
+    if model.resize != "letterbox":
         return transform
     return transforms.Compose([Letterbox(model.input_size, model.letterbox_fill), transform])
 
