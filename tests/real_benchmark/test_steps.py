@@ -147,6 +147,37 @@ def test_default_config_loads_and_roots_follow_the_env(tmp_path, monkeypatch) ->
     assert config.detection.fusion_config().detectors == list(config.detection.detectors)
 
 
+def test_registry_entries_are_resolved_before_any_step(tmp_path) -> None:
+    from clothes_retrieval.real_benchmark.run import check_models, run_real_benchmark
+
+    check_models(load_benchmark_config())  # the shipped config names real entries
+    config = load_benchmark_config(overrides={"output_dir": str(tmp_path / "out")})
+    bad = config.model_copy(
+        update={
+            "retrieval": config.retrieval.model_copy(
+                update={
+                    "fine_tuned": ("real_lite9_mixed",),
+                    "headline": "real_lite9_mixed",
+                    "ensembles": {},
+                }
+            )
+        }
+    )
+    with pytest.raises(KeyError, match="real_lite9_mixed"):
+        run_real_benchmark(bad, progress=False)
+    assert not (tmp_path / "out").exists()  # nothing written, no detector trained
+    with pytest.raises(ConfigError, match="train.epochs"):
+        check_models(
+            config.model_copy(
+                update={
+                    "retrieval": config.retrieval.model_copy(
+                        update={"overrides": {"train": {"epochs": 0}}}
+                    )
+                }
+            )
+        )
+
+
 def test_ensembles_are_validated() -> None:
     ok = validate_config(
         RealBenchmarkConfig,
