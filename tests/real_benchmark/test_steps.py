@@ -147,35 +147,30 @@ def test_default_config_loads_and_roots_follow_the_env(tmp_path, monkeypatch) ->
     assert config.detection.fusion_config().detectors == list(config.detection.detectors)
 
 
-def test_registry_entries_are_resolved_before_any_step(tmp_path) -> None:
-    from clothes_retrieval.real_benchmark.run import check_models, run_real_benchmark
+def test_registry_entries_are_resolved_when_the_config_loads(tmp_path, capsys) -> None:
+    from clothes_retrieval.cli import main
 
-    check_models(load_benchmark_config())  # the shipped config names real entries
-    config = load_benchmark_config(overrides={"output_dir": str(tmp_path / "out")})
-    bad = config.model_copy(
-        update={
-            "retrieval": config.retrieval.model_copy(
-                update={
-                    "fine_tuned": ("real_lite9_mixed",),
-                    "headline": "real_lite9_mixed",
-                    "ensembles": {},
-                }
-            )
-        }
-    )
-    with pytest.raises(KeyError, match="real_lite9_mixed"):
-        run_real_benchmark(bad, progress=False)
-    assert not (tmp_path / "out").exists()  # nothing written, no detector trained
-    with pytest.raises(ConfigError, match="train.epochs"):
-        check_models(
-            config.model_copy(
-                update={
-                    "retrieval": config.retrieval.model_copy(
-                        update={"overrides": {"train": {"epochs": 0}}}
-                    )
-                }
-            )
+    load_benchmark_config()  # the shipped config names real entries
+    with pytest.raises(ConfigError, match=r"retrieval.fine_tuned: .*'real_lite9_mixed'"):
+        load_benchmark_config(
+            overrides={"retrieval": {"fine_tuned": ["real_lite1_mixed_e8", "real_lite9_mixed"]}}
         )
+    zero_shot = tmp_path / "zero_shot.yaml"
+    zero_shot.write_text(
+        "retrieval: {zero_shot: real_lite9_zero_shot, headline: real_lite9_zero_shot,"
+        " fine_tuned: []}\n"
+    )
+    with pytest.raises(ConfigError, match="retrieval.zero_shot: .*'real_lite9_zero_shot'"):
+        load_benchmark_config(zero_shot)
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_benchmark_config(overrides={"retrieval": {"overrides": {"train": {"epochs": 0}}}})
+    # the CLI names it and stops before any step: nothing written, no detector trained
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("retrieval: {fine_tuned: [real_lite9_mixed], headline: real_lite9_mixed}\n")
+    out = tmp_path / "out"
+    assert main(["real-benchmark", "--config", str(bad), "--out", str(out)]) == 2
+    assert "real_lite9_mixed" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_ensembles_are_validated() -> None:

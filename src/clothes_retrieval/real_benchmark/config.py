@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from clothes_retrieval.config import FrozenConfig, load_yaml, validate_config
+from clothes_retrieval.config import ConfigError, FrozenConfig, load_yaml, validate_config
 from clothes_retrieval.data.crops import CropConfig
 from clothes_retrieval.fusion.config import FusionConfig
 from clothes_retrieval.search.rank import PostprocessConfig
@@ -28,6 +28,7 @@ from clothes_retrieval.search.rank import PostprocessConfig
 __all__ = [
     "REPO_ROOT",
     "RealBenchmarkConfig",
+    "check_models",
     "load_benchmark_config",
     "shared_data_root",
 ]
@@ -237,4 +238,25 @@ def load_benchmark_config(
     data = load_yaml(path)
     if overrides:
         data = deep_merge(data, {k: v for k, v in overrides.items() if v is not None})
-    return validate_config(RealBenchmarkConfig, data, source=str(path))
+    config = validate_config(RealBenchmarkConfig, data, source=str(path))
+    check_models(config)
+    return config
+
+
+def check_models(config: RealBenchmarkConfig) -> None:
+    """Resolve every registry entry the config names (zero-shot and fine-tuned, with the
+    overrides): a misspelt or invalid entry fails when the config loads (CLI and Dagster
+    alike), not after the detector has trained."""
+    from clothes_retrieval.retrieval.config import load_registry, with_overrides
+
+    ret = config.retrieval
+    registry = load_registry(repo_path(ret.registry))
+    for key, names in (("zero_shot", [ret.zero_shot]), ("fine_tuned", ret.fine_tuned)):
+        unknown = [n for n in names if n not in registry]
+        if unknown:
+            raise ConfigError(
+                f"retrieval.{key}: no retrieval model {unknown} in {ret.registry}; "
+                f"known: {sorted(registry)}"
+            )
+    for name in ret.fine_tuned:
+        with_overrides(registry[name], ret.overrides, source=f"overrides of {name}")

@@ -30,7 +30,6 @@ from clothes_retrieval.real_benchmark.steps import (
 
 __all__ = [
     "BenchmarkResult",
-    "check_models",
     "detect_queries",
     "evaluate_and_report",
     "load_models",
@@ -189,18 +188,6 @@ def train_models(
     return runs
 
 
-def check_models(config: RealBenchmarkConfig) -> None:
-    """Resolve every registry entry the run names (zero-shot and fine-tuned, with the
-    overrides), so a misspelt or invalid entry fails before the detector trains."""
-    from clothes_retrieval.retrieval.config import get_model_config
-
-    ret = config.retrieval
-    registry = repo_path(ret.registry)
-    get_model_config(ret.zero_shot, registry)
-    for name in ret.fine_tuned:
-        get_model_config(name, registry, ret.overrides)
-
-
 def _set_threads(config: RealBenchmarkConfig) -> None:
     import torch
 
@@ -298,7 +285,6 @@ def run_real_benchmark(
 ) -> BenchmarkResult:
     """Run every step (resuming finished ones) and write the report."""
     start = time.perf_counter()
-    check_models(config)
     out = repo_path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config_record(config))
