@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PROFILE ?= configs/pipeline/sample.yaml
-# also: `make run` runs the real street-to-shop benchmark job after the sample pipeline.
-REAL_BENCHMARK ?= off
+# Extra profile overrides for `make run` / `make real-benchmark`, e.g.
+# SET='--set data.sources.street_queries.root=/photos'
+SET ?=
 export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 # OpenMP threads spin while waiting by default; on a shared 2-core machine that makes two
@@ -15,12 +16,13 @@ export OMP_WAIT_POLICY := PASSIVE
 setup:
 	@scripts/setup.sh
 
+# The whole asset graph of a profile as one Dagster run (default: the synthetic sample).
 run: setup
-	$(PY) -m orchestration.main --profile $(PROFILE) --real-benchmark $(REAL_BENCHMARK)
+	.venv/bin/clothes-retrieval run --profile $(PROFILE) $(SET)
 
-# The real street-to-shop benchmark alone, as the Dagster job (skips without the photos).
+# The real street-to-shop profile (street photos -> product photos; ~75 min on 2 cores).
 real-benchmark: setup
-	$(PY) -m orchestration.main --real-benchmark only
+	.venv/bin/clothes-retrieval run --profile configs/pipeline/real.yaml $(SET)
 
 test: setup
 	WANDB_MODE=disabled $(PY) -m pytest
@@ -37,6 +39,7 @@ format: setup
 	.venv/bin/ruff check --fix src orchestration tests benchmarks
 
 dagster: setup
+	$(PY) -c "from pathlib import Path; from orchestration.run import dagster_home; dagster_home(Path.cwd())"
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster} .venv/bin/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
 
 clean-outputs:

@@ -1,57 +1,43 @@
-"""Definitions of the code location, assembled in one place from the profile."""
+"""Definitions of the code location, assembled in one place from the profile.
+
+One graph for every profile: the asset factories make one asset per source, detector and
+retrieval model the profile lists; nothing here knows which dataset it runs on.
+"""
+
+from __future__ import annotations
 
 import dagster as dg
 
-from clothes_retrieval.profile import load_profile
-from orchestration.defs import checks, data_assets
+from orchestration.defs.checks import build_checks
+from orchestration.defs.data_assets import build_data_assets
 from orchestration.defs.detection_assets import build_detection_assets
-from orchestration.defs.jobs import data_job, observe_raw_dataset_job, stage_jobs
-from orchestration.defs.real_benchmark_assets import (
-    REAL_BENCHMARK_ASSETS,
-    RealBenchmarkResource,
-    real_benchmark_job,
-)
-from orchestration.defs.resources import build_resources, default_profile_path
+from orchestration.defs.jobs import build_jobs
+from orchestration.defs.resources import build_resources, default_overrides, default_profile_path
 from orchestration.defs.retrieval_assets import build_retrieval_assets
 from orchestration.defs.search_assets import build_search_assets
 from orchestration.defs.sensors import automation_sensor, data_version_sensor
 
 
-def build_definitions(profile_path: str | None = None) -> dg.Definitions:
-    """All assets, checks, jobs, sensors and resources of the profile (default: the env's)."""
-    profile_path = profile_path or default_profile_path()
-    profile = load_profile(profile_path)
-    assets: list = list(dg.load_assets_from_modules([data_assets]))
-    detection, retrieval, search = [], [], []
-    if profile.detection.detectors:
-        detection = build_detection_assets(profile)
-    if "fused" in profile.search.box_sources and not detection:
-        raise ValueError(
-            f"{profile_path}: search.box_sources has 'fused' but detection.detectors is empty; "
-            "configure detectors or search on 'gt' boxes only"
-        )
-    if profile.retrieval.models:
-        fused_key = dg.AssetKey("fused_boxes") if "fused" in profile.search.box_sources else None
-        retrieval = build_retrieval_assets(profile, fused_key)
-        search = build_search_assets(profile, retrieval[1], detection[-1:])
-    assets += detection + retrieval + search + REAL_BENCHMARK_ASSETS
-
-    def keys(defs_list: list) -> list[str]:
-        return [a.key.to_user_string() for a in defs_list]
-
-    jobs = [data_job, observe_raw_dataset_job, real_benchmark_job]
-    jobs += stage_jobs(
-        {
-            "detection_job": keys(detection[:3]),
-            "fusion_job": keys(detection[3:]),
-            "retrieval_job": keys(retrieval),
-            "search_job": keys(search),
-        }
+def build_definitions(
+    profile_path: str | None = None, overrides: str | None = None
+) -> dg.Definitions:
+    """Every asset, check, job, sensor and resource of the profile (default: the env's);
+    ``overrides``: JSON of nested keys deep-merged into it (``run --set``)."""
+    resources = build_resources(
+        profile_path or default_profile_path(),
+        overrides if overrides is not None else default_overrides(),
     )
+    profile = resources["pipeline"].load()
+    data = build_data_assets(profile)
+    detection = build_detection_assets(profile) if profile.detection.detectors else []
+    retrieval = build_retrieval_assets(profile)
+    search = build_search_assets(profile) if profile.retrieval.models else []
+    sources = [a.key for a in data if isinstance(a, dg.SourceAsset)]
     return dg.Definitions(
-        assets=assets,
-        asset_checks=dg.load_asset_checks_from_modules([checks]),
-        jobs=jobs,
+        assets=[*data, *detection, *retrieval, *search],
+        asset_checks=build_checks(profile),
+        jobs=build_jobs(sources),
         sensors=[data_version_sensor, automation_sensor],
-        resources={**build_resources(profile_path), "real_benchmark": RealBenchmarkResource()},
+        resources=resources,
+        executor=dg.in_process_executor,  # one step at a time: training owns the cores
     )

@@ -3,16 +3,23 @@
 import json
 
 import dagster as dg
+import pandas as pd
 
 from clothes_retrieval.data.deepfashion2 import read_item_table
 from clothes_retrieval.data.schema import ITEM_COLUMNS, validate_item_table
-from orchestration.defs.data_assets import coco_exports, item_table, retrieval_crops
+from clothes_retrieval.data.taxonomy import load_taxonomy
+from clothes_retrieval.profile import PipelineProfile
+from orchestration.defs.data_assets import COCO_EXPORTS, ITEM_TABLE, RETRIEVAL_CROPS, coco_splits
 from orchestration.defs.resources import PipelineResource
 
 
-@dg.asset_check(asset=item_table, description="Every documented column is present; uids unique.")
+def _items(pipeline: PipelineResource) -> pd.DataFrame:
+    return read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
+
+
+@dg.asset_check(asset=ITEM_TABLE, description="Every documented column is present; uids unique.")
 def item_table_schema(pipeline: PipelineResource) -> dg.AssetCheckResult:
-    items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
+    items = _items(pipeline)
     missing = [c for c in ITEM_COLUMNS if c not in items.columns]
     dupes = int(items["item_uid"].duplicated().sum()) if "item_uid" in items else -1
     return dg.AssetCheckResult(
@@ -21,23 +28,36 @@ def item_table_schema(pipeline: PipelineResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=item_table, description="Boxes lie inside their images with positive area.")
+@dg.asset_check(
+    asset=ITEM_TABLE,
+    description="Boxes lie inside their images with positive area; categories are the taxonomy's.",
+)
 def item_table_valid_boxes(pipeline: PipelineResource) -> dg.AssetCheckResult:
-    items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
-    problems = validate_item_table(items)
+    profile = pipeline.load()
+    taxonomy = load_taxonomy(profile.data.taxonomy) if profile.data.taxonomy else None
+    problems = (
+        validate_item_table(_items(pipeline), taxonomy.category_ids)
+        if taxonomy
+        else validate_item_table(_items(pipeline))
+    )
     return dg.AssetCheckResult(
         passed=not problems, metadata={"problems": "; ".join(problems) or "none"}
     )
 
 
-@dg.asset_check(asset=item_table, description="Every configured split has consumer and shop items.")
+@dg.asset_check(
+    asset=ITEM_TABLE,
+    description="The training split has items; the search split has queries (consumer "
+    "photos) and a gallery (shop photos).",
+)
 def item_table_nonempty_splits(pipeline: PipelineResource) -> dg.AssetCheckResult:
     profile = pipeline.load()
-    items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
+    items = _items(pipeline)
+    split = profile.search.split
     counts = {
-        f"{split}/{source}": int(((items["split"] == split) & (items["source"] == source)).sum())
-        for split in profile.reader.splits
-        for source in ("user", "shop")
+        "train": int((items["split"] == "train").sum()),
+        f"{split}/user": int(((items["split"] == split) & (items["source"] == "user")).sum()),
+        f"{split}/shop": int(((items["split"] == split) & (items["source"] == "shop")).sum()),
     }
     empty = [k for k, v in counts.items() if v == 0]
     return dg.AssetCheckResult(
@@ -46,16 +66,37 @@ def item_table_nonempty_splits(pipeline: PipelineResource) -> dg.AssetCheckResul
 
 
 @dg.asset_check(
-    asset=coco_exports,
-    description="Each split's COCO file loads in pycocotools and matches the item table.",
+    asset=RETRIEVAL_CROPS,
+    description="Each split has crops, and some identities have both a consumer and a shop crop.",
+)
+def retrieval_crops_have_pairs(pipeline: PipelineResource) -> dg.AssetCheckResult:
+    crops = pd.read_parquet(pipeline.artifact_dir("retrieval_crops") / "crops.parquet")
+    pairs = {}
+    for split, group in crops.groupby("split"):
+        by_identity = group.groupby("identity")["source"].nunique()
+        pairs[str(split)] = int((by_identity == 2).sum())
+    return dg.AssetCheckResult(
+        passed=bool(pairs) and all(v > 0 for v in pairs.values()),
+        metadata={"identities_with_pairs": dg.MetadataValue.json(pairs)},
+    )
+
+
+@dg.asset_check(
+    asset=COCO_EXPORTS,
+    description="Each COCO file loads in pycocotools and holds every item of the photos the "
+    "detectors use.",
 )
 def coco_exports_readable(pipeline: PipelineResource) -> dg.AssetCheckResult:
     from pycocotools.coco import COCO
 
     profile = pipeline.load()
-    items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
+    det = profile.detection
+    items = _items(pipeline)
+    items = items[items["source"].isin(list(det.photo_sources))]
+    if det.datasets is not None:
+        items = items[items["dataset"].isin(list(det.datasets))]
     mismatches = {}
-    for split in profile.reader.splits:
+    for split in coco_splits(profile):
         path = pipeline.artifact_dir("coco_exports") / f"{split}.json"
         with open(path) as fh:
             n_ann = len(json.load(fh)["annotations"])
@@ -68,19 +109,11 @@ def coco_exports_readable(pipeline: PipelineResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    asset=retrieval_crops,
-    description="Each split has crops, and some identities have both a consumer and a shop crop.",
-)
-def retrieval_crops_have_pairs(pipeline: PipelineResource) -> dg.AssetCheckResult:
-    import pandas as pd
-
-    crops = pd.read_parquet(pipeline.artifact_dir("retrieval_crops") / "crops.parquet")
-    pairs = {}
-    for split, group in crops.groupby("split"):
-        by_identity = group.groupby("identity")["source"].nunique()
-        pairs[str(split)] = int((by_identity == 2).sum())
-    return dg.AssetCheckResult(
-        passed=bool(pairs) and all(v > 0 for v in pairs.values()),
-        metadata={"identities_with_pairs": dg.MetadataValue.json(pairs)},
-    )
+def build_checks(profile: PipelineProfile) -> list:
+    checks = [
+        item_table_schema,
+        item_table_valid_boxes,
+        item_table_nonempty_splits,
+        retrieval_crops_have_pairs,
+    ]
+    return [*checks, coco_exports_readable] if profile.detection.detectors else checks

@@ -1,10 +1,10 @@
-"""Detection-stage assets, one partition per detector of the profile, then their fusion.
+"""Detection-stage assets, made per detector of the profile, then their fusion.
 
-``detector_checkpoint`` trains (or resumes) a detector on the COCO export;
-``detections`` runs it on every image of the configured splits; ``detection_metrics``
-scores it with COCO AP on the validation split (Table 2); ``fused_boxes`` fuses all
-detectors' boxes with WBF and writes the Table 5 ablation. Adding a detector is a config
-file plus a name in the profile, not code.
+For each detector ``<name>`` of ``detection.detectors``: ``detector/<name>`` trains (or
+resumes) it on the COCO export; ``detections/<name>`` runs it on the search split's photos
+and scores COCO AP there (Table 2). ``fused_boxes`` fuses every detector's boxes with WBF
+(Table 5 ablation beside it). The lineage shows each detector feeding the fusion; adding a
+detector is a config file plus a name in the profile, not code.
 """
 
 import json
@@ -12,47 +12,68 @@ import json
 import dagster as dg
 import pandas as pd
 
-from clothes_retrieval.config import dump_config
+from clothes_retrieval.config import config_digest, dump_config
 from clothes_retrieval.data.deepfashion2 import read_item_table
+from clothes_retrieval.data.taxonomy import load_taxonomy
 from clothes_retrieval.detection.config import detector_config_path, load_detector_config
-from clothes_retrieval.detection.inference import run_detector
+from clothes_retrieval.detection.inference import IMAGE_COLUMNS, check_detections, run_detector
 from clothes_retrieval.detection.metrics import coco_metrics, metrics_table
 from clothes_retrieval.detection.train import train_detector
-from clothes_retrieval.fusion import fuse_detections, fusion_ablation
+from clothes_retrieval.fusion import fuse_detectors, fusion_ablation
 from clothes_retrieval.io import file_digest, prepare_run_dir, write_json, write_parquet
 from clothes_retrieval.profile import PipelineProfile
-from orchestration.defs.data_assets import EAGER, coco_exports, item_table, markdown_table
+from clothes_retrieval.versioning import common_data_version, read_lineage, write_lineage
+from orchestration.defs.automation import REBUILD
+from orchestration.defs.data_assets import COCO_EXPORTS, ITEM_TABLE, markdown_table
 from orchestration.defs.resources import PipelineResource
 
 DETECTION_GROUP = "detection"
-EVAL_SPLIT = "validation"
+FUSED_BOXES = dg.AssetKey("fused_boxes")
 
 
-def build_detection_assets(profile: PipelineProfile) -> list:
-    partitions = dg.StaticPartitionsDefinition(list(profile.detection.detectors))
+def detector_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["detector", name])
+
+
+def detections_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["detections", name])
+
+
+def _detector_assets(name: str, profile: PipelineProfile) -> list:
+    det = profile.detection
+    config = load_detector_config(detector_config_path(name, det.configs))
+    trained = config_digest(
+        config, det.profile, det.max_epochs, det.validate_during_training, profile.data.taxonomy
+    )
 
     @dg.asset(
-        partitions_def=partitions,
-        deps=[coco_exports],
+        key=detector_key(name),
+        deps=[COCO_EXPORTS],
         group_name=DETECTION_GROUP,
-        automation_condition=EAGER,
+        automation_condition=REBUILD,
+        code_version=trained,
         kinds={"pytorch"},
-        description="A trained mmdetection detector (resumable), with its resolved config.",
+        description=f"The trained mmdetection detector {name} (resumable), with its resolved "
+        "mmdet config.",
     )
-    def detector_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource):
-        name = context.partition_key
+    def detector(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
         stage = prof.detection
-        config = load_detector_config(detector_config_path(name, stage.configs))
         coco_dir = pipeline.artifact_dir("coco_exports")
-        train_json, val_json = coco_dir / "train.json", coco_dir / f"{EVAL_SPLIT}.json"
-        work_dir = pipeline.artifact_dir("detector_checkpoint") / name
+        version = read_lineage(coco_dir)
+        train_json = coco_dir / "train.json"
+        val_json = (
+            coco_dir / f"{prof.search.split}.json" if stage.validate_during_training else None
+        )
+        taxonomy = load_taxonomy(prof.data.taxonomy) if prof.data.taxonomy else None
+        work_dir = pipeline.artifact_dir("detector", name)
         inputs = {
             "config": dump_config(config),
             "profile": stage.profile,
             "max_epochs": stage.max_epochs,
+            "classes": list(taxonomy.classes) if taxonomy else None,
             "train": file_digest(train_json),
-            "val": file_digest(val_json),
+            "val": file_digest(val_json) if val_json else None,
         }
         resumed = prepare_run_dir(work_dir, inputs)
         result = train_detector(
@@ -63,7 +84,11 @@ def build_detection_assets(profile: PipelineProfile) -> list:
             work_dir,
             device=stage.device,
             max_epochs=stage.max_epochs,
+            cpu_threads=stage.cpu_threads,
+            classes=taxonomy.classes if taxonomy else None,
+            progress=False,
         )
+        write_lineage(work_dir, version)
         return dg.MaterializeResult(
             metadata={
                 "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
@@ -73,34 +98,40 @@ def build_detection_assets(profile: PipelineProfile) -> list:
                 "training_seconds": round(result.seconds, 1),
                 "device": result.device,
                 "val_metrics": dg.MetadataValue.json(result.metrics),
+                "data_version": version,
             }
         )
 
     @dg.asset(
-        partitions_def=partitions,
-        deps=[detector_checkpoint, item_table],
+        key=detections_key(name),
+        deps=[detector_key(name), ITEM_TABLE, COCO_EXPORTS],
         group_name=DETECTION_GROUP,
-        automation_condition=EAGER,
+        automation_condition=REBUILD,
+        code_version=config_digest(det.score_thr, det.max_per_image, det.photo_sources),
         check_specs=[
-            dg.AssetCheckSpec("boxes_inside_images", asset="detections"),
-            dg.AssetCheckSpec("scores_in_unit_interval", asset="detections"),
-            dg.AssetCheckSpec("boxes_on_validation", asset="detections"),
+            dg.AssetCheckSpec("boxes_inside_images", asset=detections_key(name)),
+            dg.AssetCheckSpec("scores_in_unit_interval", asset=detections_key(name)),
+            dg.AssetCheckSpec("found_boxes", asset=detections_key(name)),
         ],
-        description="One detector's boxes on every consumer and shop image of the splits.",
+        description=f"{name}'s boxes on the search split's photos, and its COCO bbox AP, "
+        "AP50, AP75, APs, APm, APl there (Table 2).",
     )
     def detections(context: dg.AssetExecutionContext, pipeline: PipelineResource):
-        name = context.partition_key
         prof = pipeline.load()
         stage = prof.detection
+        work_dir = pipeline.artifact_dir("detector", name)
+        version = common_data_version(
+            {"item_table": pipeline.artifact_dir("item_table"), f"detector/{name}": work_dir}
+        )
         items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
         images = (
-            items[items["split"].isin(stage.splits)]
-            .drop_duplicates(["split", "image_id"])[
-                ["split", "image_id", "image_path", "image_width", "image_height", "source"]
+            items[
+                (items["split"] == prof.search.split)
+                & items["source"].isin(list(stage.photo_sources))
             ]
+            .drop_duplicates("image_path")[list(IMAGE_COLUMNS)]
             .reset_index(drop=True)
         )
-        work_dir = pipeline.artifact_dir("detector_checkpoint") / name
         result = run_detector(
             work_dir / "latest.pth",
             work_dir / "config.py",
@@ -111,111 +142,81 @@ def build_detection_assets(profile: PipelineProfile) -> list:
             device=stage.device,
             detector=name,
             cpu_threads=stage.cpu_threads,
+            progress=False,
         )
-        out_dir = pipeline.artifact_dir("detections") / name
-        det = result.detections
-        write_parquet(out_dir / "detections.parquet", det)
+        det_table = result.detections
+        metrics = coco_metrics(
+            det_table, pipeline.artifact_dir("coco_exports") / f"{prof.search.split}.json"
+        )
+        out_dir = pipeline.artifact_dir("detections", name)
+        write_parquet(out_dir / "detections.parquet", det_table)
         write_parquet(out_dir / "failures.parquet", result.failures)
-        inside = bool(
-            (
-                (det["x1"] >= 0)
-                & (det["y1"] >= 0)
-                & (det["x2"] <= det["image_width"])
-                & (det["y2"] <= det["image_height"])
-                & (det["x2"] > det["x1"])
-                & (det["y2"] > det["y1"])
-            ).all()
-        )
-        unit = bool(det["score"].between(0, 1).all())
-        n_val = int((det["split"] == EVAL_SPLIT).sum())
+        write_json(out_dir / "metrics.json", metrics)
+        write_lineage(out_dir, version)
+        checks = check_detections(det_table)
         return dg.MaterializeResult(
             metadata={
-                "boxes": len(det),
+                "boxes": len(det_table),
                 "images": len(images),
                 "failed_images": len(result.failures),
-                "boxes_per_image": round(len(det) / max(len(images), 1), 2),
+                "boxes_per_image": round(len(det_table) / max(len(images), 1), 2),
+                **{k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()},
+                "data_version": version,
                 "path": dg.MetadataValue.path(str(out_dir / "detections.parquet")),
             },
             check_results=[
-                dg.AssetCheckResult(check_name="boxes_inside_images", passed=inside),
-                dg.AssetCheckResult(check_name="scores_in_unit_interval", passed=unit),
-                dg.AssetCheckResult(
-                    check_name="boxes_on_validation",
-                    passed=n_val > 0,
-                    metadata={"validation_boxes": n_val},
-                ),
+                dg.AssetCheckResult(check_name=check, passed=passed)
+                for check, passed in checks.items()
             ],
         )
 
-    @dg.asset(
-        partitions_def=partitions,
-        deps=[detections, coco_exports],
-        group_name=DETECTION_GROUP,
-        automation_condition=EAGER,
-        description="COCO bbox AP, AP50, AP75, APs, APm, APl of one detector on validation "
-        "(Table 2).",
-    )
-    def detection_metrics(context: dg.AssetExecutionContext, pipeline: PipelineResource):
-        name = context.partition_key
-        det = pd.read_parquet(pipeline.artifact_dir("detections") / name / "detections.parquet")
-        det = det[det["split"] == EVAL_SPLIT]
-        metrics = coco_metrics(det, pipeline.artifact_dir("coco_exports") / f"{EVAL_SPLIT}.json")
-        write_json(pipeline.artifact_dir("detection_metrics") / f"{name}.json", metrics)
-        return dg.MaterializeResult(
-            metadata={k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()}
-        )
+    return [detector, detections]
+
+
+def build_detection_assets(profile: PipelineProfile) -> list:
+    names = list(profile.detection.detectors)
+    assets = [a for name in names for a in _detector_assets(name, profile)]
 
     @dg.asset(
-        deps=[detections, detection_metrics],
+        key=FUSED_BOXES,
+        deps=[detections_key(n) for n in names] + [COCO_EXPORTS],
         group_name=DETECTION_GROUP,
-        automation_condition=EAGER,
+        automation_condition=REBUILD,
+        code_version=config_digest(profile.detection.fusion_config()),
         description="Weighted boxes fusion of every detector's boxes (best first), plus the "
         "Table 2 (per detector) and Table 5 (WBF over the first n) tables.",
     )
     def fused_boxes(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
-        names = list(prof.detection.detectors)
-        fusion = prof.detection.fusion_config()
+        dirs = {f"detections/{n}": pipeline.artifact_dir("detections", n) for n in names}
+        version = common_data_version(dirs)
         det = pd.concat(
-            [
-                pd.read_parquet(pipeline.artifact_dir("detections") / n / "detections.parquet")
-                for n in names
-            ],
-            ignore_index=True,
+            [pd.read_parquet(d / "detections.parquet") for d in dirs.values()], ignore_index=True
         )
-        # A detector that found nothing (e.g. undertrained) must not sink the fusion: fuse the
-        # others and say so; only no boxes at all is an error.
-        present = [n for n in names if (det["detector"] == n).any()]
-        silent = [n for n in names if n not in present]
-        if silent:
-            context.log.warning("detectors without boxes, left out of the fusion: %s", silent)
-        if not present:
-            raise ValueError(f"no detector produced a box ({names}); check the detection_metrics")
-        fusion = fusion.for_detectors(present)
-        fused = fuse_detections(det, fusion)
+        result = fuse_detectors(det, prof.detection.fusion_config(), progress=False)
         out_dir = pipeline.artifact_dir("fused_boxes")
-        write_parquet(out_dir / "fused.parquet", fused)
-        val = det[det["split"] == EVAL_SPLIT]
-        ablation = fusion_ablation(
-            val, fusion, pipeline.artifact_dir("coco_exports") / f"{EVAL_SPLIT}.json"
-        )
+        write_parquet(out_dir / "fused.parquet", result.fused)
+        coco = pipeline.artifact_dir("coco_exports") / f"{prof.search.split}.json"
+        ablation = fusion_ablation(det, result.config, coco)
         write_parquet(out_dir / "fusion_ablation.parquet", ablation)
         per_detector = {
-            n: json.loads((pipeline.artifact_dir("detection_metrics") / f"{n}.json").read_text())
-            for n in names
+            n: json.loads((d / "metrics.json").read_text())
+            for n, d in zip(names, dirs.values(), strict=True)
         }
         table = metrics_table(per_detector)
         write_parquet(out_dir / "detection_table.parquet", table)
-        write_json(out_dir / "config.json", dump_config(fusion))
+        write_json(out_dir / "config.json", dump_config(result.config))
+        write_lineage(out_dir, version)
         return dg.MaterializeResult(
             metadata={
-                "fused_boxes": len(fused),
+                "fused_boxes": len(result.fused),
                 "input_boxes": len(det),
-                "detectors_without_boxes": ", ".join(silent) or "none",
+                "detectors_without_boxes": ", ".join(result.silent) or "none",
                 "detection_table": dg.MetadataValue.md(markdown_table(table)),
                 "fusion_ablation": dg.MetadataValue.md(markdown_table(ablation)),
+                "data_version": version,
                 "path": dg.MetadataValue.path(str(out_dir / "fused.parquet")),
             }
         )
 
-    return [detector_checkpoint, detections, detection_metrics, fused_boxes]
+    return [*assets, fused_boxes]

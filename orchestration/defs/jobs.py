@@ -1,43 +1,28 @@
-"""Jobs, one per stage; `make run` (orchestration/main.py) runs them in order.
+"""Jobs: the whole graph as one run (what `clothes-retrieval run` and `make run` launch),
+and the observation of the data sources (what the data-version sensor launches)."""
 
-A Dagster run has one partition key, so stages partitioned differently (detectors,
-retrieval models) are separate jobs; main.py runs each partition of each in turn, all in
-the same persistent instance, so the UI shows one lineage.
-"""
+from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs.data_assets import raw_dataset
-
-DATA_ASSETS = ["item_table", "training_source_items", "coco_exports", "retrieval_crops"]
-
-observe_raw_dataset_job = dg.define_asset_job(
-    "observe_raw_dataset",
-    selection=dg.AssetSelection.keys(raw_dataset.key),
-    description="Records the current data version (DVC hash) of the raw dataset.",
-)
-
-data_job = dg.define_asset_job(
-    "data_job",
-    selection=dg.AssetSelection.keys(*DATA_ASSETS) | dg.AssetSelection.keys(raw_dataset.key),
-    description="Observe the raw data, then build the item table, COCO exports and crops.",
-)
+PIPELINE_JOB = "pipeline_job"
+OBSERVE_SOURCES_JOB = "observe_sources"
 
 
-STAGE_DESCRIPTIONS = {
-    "detection_job": "Train, run and evaluate one detector (a partition).",
-    "fusion_job": "Fuse every detector's boxes (WBF) and report detection.",
-    "retrieval_job": "Train one retrieval model (a partition) and embed the search split.",
-    "search_job": "Index, evaluate (report) and publish if above the floor.",
-}
-
-
-def stage_jobs(stage_assets: dict[str, list[str]]) -> list:
-    """One asset job per stage that has assets (``stage_assets``: job name -> asset keys)."""
+def build_jobs(source_keys: list[dg.AssetKey]) -> list:
+    sources = dg.AssetSelection.assets(*source_keys)
     return [
         dg.define_asset_job(
-            name, selection=dg.AssetSelection.keys(*keys), description=STAGE_DESCRIPTIONS[name]
-        )
-        for name, keys in stage_assets.items()
-        if keys
+            PIPELINE_JOB,
+            selection=dg.AssetSelection.all() | sources,
+            description="Observe the data sources, then build every asset of the profile in "
+            "dependency order: data, detectors, fusion, models, embeddings, index, report, "
+            "publish (the blocking accuracy floor stops the last).",
+        ),
+        dg.define_asset_job(
+            OBSERVE_SOURCES_JOB,
+            selection=sources,
+            description="Records each data source's current data version (DVC hash or "
+            "fingerprint).",
+        ),
     ]

@@ -1,8 +1,9 @@
-"""Retrieval-stage assets, one partition per model of the profile's registry selection.
+"""Retrieval-stage assets, made per model of the profile's registry selection.
 
-``retrieval_model`` trains (or resumes) a model on the retrieval crops; ``embeddings``
-embeds the search split's query and gallery boxes (ground-truth and/or fused) with it.
-Adding a model is a registry entry plus a name in the profile, not code.
+For each model ``<name>`` of ``retrieval.models``: ``model/<name>`` trains (or resumes) it
+on the retrieval crops (a zero-shot entry is saved as its pretrained network);
+``embeddings/<name>`` embeds the search split's query and gallery boxes (ground-truth
+and/or fused) with it. Adding a model is a registry entry plus a name in the profile.
 """
 
 import time
@@ -11,21 +12,30 @@ import dagster as dg
 import pandas as pd
 import torch
 
-from clothes_retrieval.config import dump_config
+from clothes_retrieval.config import config_digest, dump_config
 from clothes_retrieval.data.deepfashion2 import read_item_table
 from clothes_retrieval.io import file_digest, prepare_run_dir
 from clothes_retrieval.profile import PipelineProfile
 from clothes_retrieval.retrieval import load_trained_model, train_retrieval_model
 from clothes_retrieval.retrieval.config import get_model_config
+from clothes_retrieval.retrieval.embed import weights_are_finite
+from clothes_retrieval.retrieval.metrics import chance_recall_at_1
 from clothes_retrieval.search.experiments import build_embedding_set, save_embedding_set
-from orchestration.defs.data_assets import EAGER, item_table, retrieval_crops
+from clothes_retrieval.versioning import common_data_version, read_lineage, write_lineage
+from orchestration.defs.automation import REBUILD
+from orchestration.defs.data_assets import ITEM_TABLE, RETRIEVAL_CROPS
+from orchestration.defs.detection_assets import FUSED_BOXES
 from orchestration.defs.resources import PipelineResource
 
 RETRIEVAL_GROUP = "retrieval"
 
 
-def model_partitions(profile: PipelineProfile) -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition(list(profile.retrieval.models))
+def model_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["model", name])
+
+
+def embeddings_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["embeddings", name])
 
 
 def _threads(profile: PipelineProfile) -> None:
@@ -33,66 +43,65 @@ def _threads(profile: PipelineProfile) -> None:
         torch.set_num_threads(profile.retrieval.torch_threads)
 
 
-def build_retrieval_assets(profile: PipelineProfile, fused_boxes_key: dg.AssetKey | None) -> list:
-    partitions = model_partitions(profile)
+def _training_inputs(config) -> dict:
+    """What a trained model depends on: its config without the prose."""
+    return {k: v for k, v in dump_config(config).items() if k != "description"}
+
+
+def _model_assets(name: str, profile: PipelineProfile) -> list:
+    ret = profile.retrieval
+    config = get_model_config(name, ret.registry, ret.overrides)
+    validating = profile.crops.splits is None or profile.search.split in profile.crops.splits
+    checks = [dg.AssetCheckSpec("finite_weights", asset=model_key(name))]
+    if validating and not config.zero_shot:
+        checks.append(dg.AssetCheckSpec("recall_above_chance", asset=model_key(name)))
 
     @dg.asset(
-        partitions_def=partitions,
-        deps=[retrieval_crops],
+        key=model_key(name),
+        deps=[RETRIEVAL_CROPS],
         group_name=RETRIEVAL_GROUP,
-        automation_condition=EAGER,
+        automation_condition=REBUILD,
+        code_version=config_digest(_training_inputs(config)),
         kinds={"pytorch"},
-        check_specs=[
-            dg.AssetCheckSpec("finite_weights", asset="retrieval_model"),
-            dg.AssetCheckSpec("recall_above_chance", asset="retrieval_model"),
-        ],
-        description="A trained metric-learning model (timm backbone + CGD head); resumable.",
+        check_specs=checks,
+        description=(config.description or f"retrieval model {name}")
+        + " (timm backbone + CGD head; resumable)",
     )
-    def retrieval_model(context: dg.AssetExecutionContext, pipeline: PipelineResource):
-        name = context.partition_key
+    def model(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
         _threads(prof)
-        config = get_model_config(name, prof.retrieval.registry, prof.retrieval.overrides)
-        crops_path = pipeline.artifact_dir("retrieval_crops") / "crops.parquet"
-        crops = pd.read_parquet(crops_path)
-        out_dir = pipeline.artifact_dir("retrieval_model") / name
-        inputs = {"config": dump_config(config), "crops": file_digest(crops_path)}
+        cfg = get_model_config(name, prof.retrieval.registry, prof.retrieval.overrides)
+        crops_dir = pipeline.artifact_dir("retrieval_crops")
+        version = read_lineage(crops_dir)
+        crops = pd.read_parquet(crops_dir / "crops.parquet")
+        out_dir = pipeline.artifact_dir("model", name)
+        inputs = {
+            "config": _training_inputs(cfg),
+            "crops": file_digest(crops_dir / "crops.parquet"),
+        }
         resumed = prepare_run_dir(out_dir, inputs)
         context.log.info("%s %s in %s", "resuming" if resumed else "training", name, out_dir)
+        val = crops[crops["split"] == prof.search.split]
         start = time.time()
         result = train_retrieval_model(
-            config,
+            cfg,
             crops,
-            crops[crops["split"] == prof.search.split],
+            val if len(val) else None,
             out_dir,
             device=prof.retrieval.device,
+            progress=False,
         )
         seconds = time.time() - start
-        weights = torch.load(result.model_path, map_location="cpu", weights_only=True)["state_dict"]
-        finite = all(
-            torch.isfinite(t).all().item() for t in weights.values() if t.is_floating_point()
-        )
-        val = crops[crops["split"] == prof.search.split]
-        n_gallery_ids = max(int(val.loc[val["source"] == "shop", "identity"].nunique()), 1)
-        chance = 1.0 / n_gallery_ids
+        write_lineage(out_dir, version)
+        chance = chance_recall_at_1(val)
         r1 = result.val_recall_at_1
-        return dg.MaterializeResult(
-            metadata={
-                "val_recall_at_1": r1 if r1 is not None else float("nan"),
-                "val_map_at_r": result.val_map_at_r
-                if result.val_map_at_r is not None
-                else float("nan"),
-                "chance_recall_at_1": chance,
-                "epochs": result.epochs,
-                "training_seconds": round(seconds, 1),
-                "seconds_per_epoch": round(seconds / max(result.epochs, 1), 1),
-                "train_images_per_s": round(result.train_images_per_s, 1),
-                "resumed": resumed,
-                "model_path": dg.MetadataValue.path(result.model_path),
-                "config": dg.MetadataValue.json(dump_config(config)),
-            },
-            check_results=[
-                dg.AssetCheckResult(check_name="finite_weights", passed=finite),
+        check_results = [
+            dg.AssetCheckResult(
+                check_name="finite_weights", passed=weights_are_finite(result.model_path)
+            )
+        ]
+        if len(checks) > 1:
+            check_results.append(
                 dg.AssetCheckResult(
                     check_name="recall_above_chance",
                     passed=r1 is not None and r1 > chance,
@@ -100,52 +109,85 @@ def build_retrieval_assets(profile: PipelineProfile, fused_boxes_key: dg.AssetKe
                         "recall_at_1": r1 if r1 is not None else float("nan"),
                         "chance": chance,
                     },
-                ),
-            ],
+                )
+            )
+        nan = float("nan")
+        return dg.MaterializeResult(
+            metadata={
+                "zero_shot": cfg.zero_shot,
+                "val_recall_at_1": r1 if r1 is not None else nan,
+                "val_map_at_r": result.val_map_at_r if result.val_map_at_r is not None else nan,
+                "chance_recall_at_1": chance,
+                "epochs": result.epochs,
+                "training_seconds": round(seconds, 1),
+                "seconds_per_epoch": round(seconds / max(result.epochs, 1), 1),
+                "train_images_per_s": round(result.train_images_per_s, 1),
+                "resumed": resumed,
+                "data_version": version,
+                "model_path": dg.MetadataValue.path(result.model_path),
+                "config": dg.MetadataValue.json(dump_config(cfg)),
+            },
+            check_results=check_results,
         )
 
-    deps = [retrieval_model, item_table]
-    if fused_boxes_key is not None:
-        deps.append(fused_boxes_key)
+    search, ev = profile.search, profile.evaluation
+    deps = [model_key(name), ITEM_TABLE]
+    if "fused" in search.box_sources:
+        deps.append(FUSED_BOXES)
 
     @dg.asset(
-        partitions_def=partitions,
+        key=embeddings_key(name),
         deps=deps,
         group_name=RETRIEVAL_GROUP,
-        automation_condition=EAGER,
+        automation_condition=REBUILD,
+        code_version=config_digest(search.split, search.box_sources, ev.protocol, ev.match_iou),
         kinds={"numpy"},
-        description="Query (consumer) and gallery (shop) embeddings of the search split, per "
-        "box source (ground-truth and/or fused boxes), N×D L2-normalised float32.",
+        description=f"Query (consumer) and gallery (shop) embeddings of the search split by "
+        f"{name}, per box source (ground-truth and/or fused), N×D L2-normalised float32.",
     )
     def embeddings(context: dg.AssetExecutionContext, pipeline: PipelineResource):
-        name = context.partition_key
         prof = pipeline.load()
         _threads(prof)
-        model, _ = load_trained_model(
-            pipeline.artifact_dir("retrieval_model") / name, device=prof.retrieval.device
+        inputs = {
+            "item_table": pipeline.artifact_dir("item_table"),
+            f"model/{name}": pipeline.artifact_dir("model", name),
+        }
+        fused = None
+        if "fused" in prof.search.box_sources:
+            inputs["fused_boxes"] = pipeline.artifact_dir("fused_boxes")
+            fused = pd.read_parquet(pipeline.artifact_dir("fused_boxes") / "fused.parquet")
+            fused = fused[fused["split"] == prof.search.split]
+        version = common_data_version(inputs)
+        trained, _ = load_trained_model(
+            pipeline.artifact_dir("model", name), device=prof.retrieval.device
         )
         items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
         items = items[items["split"] == prof.search.split]
-        fused = None
-        if "fused" in prof.search.box_sources:
-            fused = pd.read_parquet(pipeline.artifact_dir("fused_boxes") / "fused.parquet")
-            fused = fused[fused["split"] == prof.search.split]
-        metadata: dict[str, object] = {}
+        out_root = pipeline.artifact_dir("embeddings", name)
+        metadata: dict[str, object] = {"data_version": version}
         for source in prof.search.box_sources:
             es = build_embedding_set(
-                model,
+                trained,
                 name,
                 source,
                 items,
                 fused,
+                protocol=prof.evaluation.protocol,
+                match_iou=prof.evaluation.match_iou,
                 batch_size=prof.retrieval.embed_batch_size,
                 device=prof.retrieval.device,
+                progress=False,
             )
-            save_embedding_set(es, pipeline.artifact_dir("embeddings") / name / source)
+            save_embedding_set(es, out_root / source)
             metadata[f"{source}_queries"] = len(es.query_rows)
             metadata[f"{source}_gallery"] = len(es.gallery_rows)
             metadata["dim"] = es.dim
-        metadata["path"] = dg.MetadataValue.path(str(pipeline.artifact_dir("embeddings") / name))
+        write_lineage(out_root, version)
+        metadata["path"] = dg.MetadataValue.path(str(out_root))
         return dg.MaterializeResult(metadata=metadata)
 
-    return [retrieval_model, embeddings]
+    return [model, embeddings]
+
+
+def build_retrieval_assets(profile: PipelineProfile) -> list:
+    return [a for name in profile.retrieval.models for a in _model_assets(name, profile)]

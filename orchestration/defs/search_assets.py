@@ -1,146 +1,206 @@
-"""Search-stage assets: the published index and the evaluation report.
+"""Search-stage assets: the index, the evaluation report and the published index.
 
 ``search_index`` concatenates the published configuration's embeddings and indexes the
 gallery with faiss (manifest: models, dims, boxes, data version). ``evaluation_report``
-runs every experiment of the profile and writes the report; its blocking check
-``acc10_floor`` stops ``published_index`` when Acc@10 is below the configured floor.
+runs every experiment of the profile, scored by its protocol, and writes the report; its
+blocking check ``acc10_floor`` stops ``published_index`` when Acc@10 is below the floor,
+and ``targets`` warns when the headline misses the profile's targets.
 """
-
-import json
-import shutil
 
 import dagster as dg
 import pandas as pd
 
+from clothes_retrieval.config import config_digest
 from clothes_retrieval.data.deepfashion2 import read_item_table
 from clothes_retrieval.index import IndexManifest, build_index, concatenate_embeddings
-from clothes_retrieval.io import atomic_dir
 from clothes_retrieval.profile import PipelineProfile
-from clothes_retrieval.report.evaluation import default_publish, ensemble_members, run_evaluation
+from clothes_retrieval.report.evaluation import (
+    default_publish,
+    ensemble_members,
+    publish_index,
+    run_evaluation,
+)
 from clothes_retrieval.search.experiments import load_embedding_set
-from clothes_retrieval.versioning import data_version
-from orchestration.defs.data_assets import EAGER, item_table
+from clothes_retrieval.versioning import common_data_version, write_lineage
+from orchestration.defs.automation import REBUILD
+from orchestration.defs.data_assets import ITEM_TABLE
+from orchestration.defs.detection_assets import FUSED_BOXES
 from orchestration.defs.resources import PipelineResource
+from orchestration.defs.retrieval_assets import embeddings_key
 
 SEARCH_GROUP = "search"
+SEARCH_INDEX = dg.AssetKey("search_index")
+EVALUATION_REPORT = dg.AssetKey("evaluation_report")
+PUBLISHED_INDEX = dg.AssetKey("published_index")
 
 
-def _sets(pipeline: PipelineResource, profile: PipelineProfile) -> dict:
-    root = pipeline.artifact_dir("embeddings")
-    return {
-        source: {m: load_embedding_set(root / m / source) for m in profile.retrieval.models}
-        for source in profile.search.box_sources
-    }
+def build_search_assets(profile: PipelineProfile) -> list:
+    models = list(profile.retrieval.models)
+    publish = default_publish(profile.search, models)
+    members, _ = ensemble_members(publish.name, profile.search, models)
+    fused = "fused" in profile.search.box_sources
 
-
-def build_search_assets(
-    profile: PipelineProfile, embeddings: dg.AssetsDefinition, extra_report_deps: list
-) -> list:
     @dg.asset(
-        deps=[embeddings],
+        key=SEARCH_INDEX,
+        deps=[embeddings_key(m) for m in members],
         group_name=SEARCH_GROUP,
-        automation_condition=EAGER,
+        automation_condition=REBUILD,
+        code_version=config_digest(
+            profile.search.index,
+            publish,
+            profile.search.ensembles.get(publish.name),
+            profile.search.postprocess[publish.postprocess],
+        ),
         kinds={"faiss"},
         description="faiss index over the published configuration's gallery embeddings, with a "
         "manifest (models, dims, box source, data version) that refuses mismatched queries.",
     )
     def search_index(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
-        models = list(prof.retrieval.models)
-        publish = default_publish(prof.search, models)
-        members, weights = ensemble_members(publish.name, prof.search, models)
+        version = common_data_version(
+            {f"embeddings/{m}": pipeline.artifact_dir("embeddings", m) for m in members}
+        )
+        target = default_publish(prof.search, models)
+        _, weights = ensemble_members(target.name, prof.search, models)
         sets = {
-            m: load_embedding_set(pipeline.artifact_dir("embeddings") / m / publish.box_source)
+            m: load_embedding_set(pipeline.artifact_dir("embeddings", m, target.box_source))
             for m in members
         }
         gallery = concatenate_embeddings({m: s.gallery for m, s in sets.items()}, weights=weights)
         manifest = IndexManifest(
-            models=members,
+            models=tuple(members),
             dims=tuple(sets[m].dim for m in members),
-            box_source=publish.box_source,
-            data_version=data_version(prof.data.root, prof.data.dvc_file),
+            box_source=target.box_source,
+            data_version=version,
             weights=tuple(float((weights or {}).get(m, 1.0)) for m in members),
-            postprocess=prof.search.postprocess[publish.postprocess].steps(),
-            extra={"published_name": publish.name},
+            postprocess=prof.search.postprocess[target.postprocess].steps(),
+            extra={"published_name": target.name},
         )
         out_dir = pipeline.artifact_dir("search_index")
         index = build_index(gallery, manifest, prof.search.index)
         index.save(out_dir)
-        first = sets[members[0]]
-        first.gallery_rows.to_parquet(out_dir / "gallery_rows.parquet")
+        sets[members[0]].gallery_rows.to_parquet(out_dir / "gallery_rows.parquet")
+        write_lineage(out_dir, version)
         return dg.MaterializeResult(
             metadata={
                 "vectors": index.ntotal,
                 "dim": manifest.dim,
                 "models": ", ".join(members),
-                "box_source": publish.box_source,
+                "box_source": target.box_source,
                 "factory": prof.search.index.factory,
-                "data_version": manifest.data_version,
+                "data_version": version,
                 "path": dg.MetadataValue.path(str(out_dir)),
             }
         )
 
+    report_deps = [embeddings_key(m) for m in models] + [ITEM_TABLE]
+    if fused:
+        report_deps.append(FUSED_BOXES)
+    checks = [dg.AssetCheckSpec("acc10_floor", asset=EVALUATION_REPORT, blocking=True)]
+    if profile.evaluation.targets:
+        checks.append(dg.AssetCheckSpec("targets", asset=EVALUATION_REPORT))
+
     @dg.asset(
-        deps=[search_index, embeddings, item_table, *extra_report_deps],
+        key=EVALUATION_REPORT,
+        deps=report_deps,
         group_name=SEARCH_GROUP,
-        automation_condition=EAGER,
+        automation_condition=REBUILD,
+        # The floor and the targets judge the report; they do not change it.
+        code_version=config_digest(
+            profile.search.model_dump(exclude={"acc10_floor"}),
+            profile.evaluation.model_dump(exclude={"targets"}),
+        ),
         kinds={"html"},
-        check_specs=[dg.AssetCheckSpec("acc10_floor", asset="evaluation_report", blocking=True)],
+        check_specs=checks,
         description="The evaluation report (Markdown + self-contained HTML): the paper's tables "
-        "with our numbers, Acc@k curves, example queries; plus the official submission JSON.",
+        "with our numbers, Acc@k curves, example queries; for the deepfashion2 protocol also "
+        "the official submission JSON (beside the report folder).",
     )
     def evaluation_report(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
+        inputs = {f"embeddings/{m}": pipeline.artifact_dir("embeddings", m) for m in models}
+        inputs["item_table"] = pipeline.artifact_dir("item_table")
+        if fused:
+            inputs["fused_boxes"] = pipeline.artifact_dir("fused_boxes")
+        version = common_data_version(inputs)
         items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
         gt = items[items["split"] == prof.search.split]
-        det_path = pipeline.artifact_dir("fused_boxes") / "detection_table.parquet"
-        fus_path = pipeline.artifact_dir("fused_boxes") / "fusion_ablation.parquet"
+        sets = {
+            source: {
+                m: load_embedding_set(pipeline.artifact_dir("embeddings", m, source))
+                for m in models
+            }
+            for source in prof.search.box_sources
+        }
+        fused_dir = pipeline.artifact_dir("fused_boxes")
+        det_path, fus_path = (
+            fused_dir / "detection_table.parquet",
+            fused_dir / "fusion_ablation.parquet",
+        )
+        out_dir = pipeline.artifact_dir("evaluation_report")
         summary = run_evaluation(
-            _sets(pipeline, prof),
+            sets,
             gt,
             prof.search,
-            list(prof.retrieval.models),
-            pipeline.artifact_dir("evaluation_report"),
-            detection_table=pd.read_parquet(det_path) if det_path.is_file() else None,
-            fusion_table=pd.read_parquet(fus_path) if fus_path.is_file() else None,
-            data_version=data_version(prof.data.root, prof.data.dvc_file),
+            models,
+            out_dir,
+            evaluation=prof.evaluation,
+            title=prof.title,
+            detection_table=pd.read_parquet(det_path) if fused and det_path.is_file() else None,
+            fusion_table=pd.read_parquet(fus_path) if fused and fus_path.is_file() else None,
+            data_version=version,
             configs={"profile": prof.dump()},
+            tuning_of=str(prof.tuning_of) if prof.tuning_of else None,
         )
+        write_lineage(out_dir, version)
         acc10 = float(summary.published["Acc@10"])
-        context.log.info("published %s: Acc@10 %.4f", summary.published["name"], acc10)
+        context.log.info(summary.line)
         metadata = {k: dg.MetadataValue.float(v) for k, v in summary.headline.items()}
+        metadata["line"] = summary.line
+        metadata["data_version"] = version
         metadata["report"] = dg.MetadataValue.path(str(summary.paths["html"]))
         metadata["markdown"] = dg.MetadataValue.path(str(summary.paths["markdown"]))
-        metadata["submission"] = dg.MetadataValue.path(str(summary.paths["submission"]))
+        if "submission" in summary.paths:
+            metadata["submission"] = dg.MetadataValue.path(str(summary.paths["submission"]))
         metadata["published"] = dg.MetadataValue.json(summary.published)
-        return dg.MaterializeResult(
-            metadata=metadata,
-            check_results=[
+        results = [
+            dg.AssetCheckResult(
+                check_name="acc10_floor",
+                passed=acc10 >= prof.search.acc10_floor,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"acc10": acc10, "floor": prof.search.acc10_floor},
+            )
+        ]
+        if prof.evaluation.targets:
+            missed = summary.missed_targets(prof.evaluation.targets)
+            results.append(
                 dg.AssetCheckResult(
-                    check_name="acc10_floor",
-                    passed=acc10 >= prof.search.acc10_floor,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={"acc10": acc10, "floor": prof.search.acc10_floor},
+                    check_name="targets",
+                    passed=not missed,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "missed": dg.MetadataValue.json(missed),
+                        "targets": dg.MetadataValue.json(prof.evaluation.targets),
+                    },
+                    description="the headline configuration reaches the profile's targets",
                 )
-            ],
-        )
+            )
+        return dg.MaterializeResult(metadata=metadata, check_results=results)
 
     @dg.asset(
-        deps=[evaluation_report, search_index],
+        key=PUBLISHED_INDEX,
+        deps=[EVALUATION_REPORT, SEARCH_INDEX],
         group_name=SEARCH_GROUP,
-        automation_condition=EAGER,
+        automation_condition=REBUILD,
         description="The index that passed the accuracy floor, copied for serving.",
     )
     def published_index(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         src = pipeline.artifact_dir("search_index")
-        report = json.loads(
-            (pipeline.artifact_dir("evaluation_report") / "report.json").read_text()
+        report = pipeline.artifact_dir("evaluation_report")
+        version = common_data_version({"search_index": src, "evaluation_report": report})
+        out = publish_index(src, report, pipeline.artifact_dir("published_index"), version)
+        return dg.MaterializeResult(
+            metadata={"path": dg.MetadataValue.path(str(out)), "data_version": version}
         )
-        out = pipeline.artifact_dir("published_index")
-        with atomic_dir(out) as tmp:
-            for f in src.iterdir():
-                shutil.copy2(f, tmp / f.name)
-            (tmp / "evaluation.json").write_text(json.dumps(report["headline"], indent=2))
-        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out))})
 
     return [search_index, evaluation_report, published_index]

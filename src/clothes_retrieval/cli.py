@@ -4,9 +4,11 @@ Commands:
   sample-data   write the synthetic DeepFashion2-layout sample (and `dvc add` it)
   items         read a DeepFashion2-layout dataset into the item and quarantine tables
   check-config  validate a pipeline profile and print it fully resolved
-  real-benchmark  the real street-to-shop benchmark (street photos -> product photos)
+  run           run a profile end to end through Dagster (`make run`: the sample;
+                `make real-benchmark`: the real street-to-shop profile)
 
-The whole pipeline runs through Dagster (`make run`); these commands call single stages.
+`run` materialises the whole asset graph in the persistent Dagster instance; the other
+commands call single stages.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -65,49 +68,41 @@ def _cmd_items(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from clothes_retrieval.profile import load_profile
+    from clothes_retrieval.profile import load_profile, parse_overrides
 
-    profile = load_profile(args.profile)
+    profile = load_profile(args.profile, parse_overrides(args.set or []))
     print(json.dumps(profile.dump(), indent=2, default=str))
     return 0
 
 
-def _cmd_real_benchmark(args: argparse.Namespace) -> int:
-    from clothes_retrieval.real_benchmark import load_benchmark_config, run_real_benchmark
+def _cmd_run(args: argparse.Namespace) -> int:
+    from clothes_retrieval.profile import parse_overrides
+    from orchestration.run import MissingData, run_profile
 
-    overrides: dict = {
-        "street_train": str(args.street_train) if args.street_train else None,
-        "street_queries": str(args.street_queries) if args.street_queries else None,
-        "products": str(args.products) if args.products else None,
-        # with --tuning, --out names the tuning run's folder
-        "tuning_output_dir" if args.tuning else "output_dir": str(args.out) if args.out else None,
-    }
-    config = load_benchmark_config(args.config, overrides)
-    if args.tuning:
-        config = config.for_tuning()
-    missing = config.missing_roots()
-    if missing:
-        print(
-            "real benchmark skipped: data not found: " + "; ".join(missing) + " (pass "
-            "--street-train/--street-queries/--products or set CLOTHES_RETRIEVAL_SHARED_DATA)",
-            file=sys.stderr,
-        )
+    overrides = parse_overrides(args.set or [])
+    try:
+        outcome = run_profile(args.profile, overrides)
+    except MissingData as exc:
+        print(f"{'skipped' if args.skip_missing else 'error'}: {exc}", file=sys.stderr)
         return 0 if args.skip_missing else 2
-    if config.tuning:
-        lo, hi = config.street_split.queries
+    profile = outcome.profile
+    if profile.tuning_of is not None:
         print(
-            f"tuning run: queries are training-part photos {lo}-{hi}, not the benchmark's "
-            "query photos; choose settings here, then run without --tuning once",
+            f"tuning run of {profile.tuning_of}: queries are its training photos; choose "
+            "settings here, then run that profile once",
             file=sys.stderr,
         )
-    result = run_real_benchmark(config, progress=not args.no_progress, detect=not args.gt_only)
-    for name, res in result.results.items():
-        gt = " ".join(f"{k} {v:.3f}" for k, v in res["gt"].items())
-        det = " ".join(f"{k} {v:.3f}" for k, v in res.get("detected", {}).items())
-        print(f"{name}: gt {gt} | detected {det}")
-    print(f"report: {result.report_path} ({result.seconds:.0f} s)")
-    print(result.line)
-    return 0
+    status = "succeeded" if outcome.success else "FAILED: " + ", ".join(outcome.failed)
+    print(f"\n{profile.name}: pipeline {status} in {outcome.seconds:.0f} s")
+    print(f"  outputs:  {profile.output_dir}")
+    print(f"  Dagster:  DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} (make dagster to browse)")
+    if outcome.report is not None:
+        print(f"  report:   {outcome.report}")
+        for key, value in outcome.headline.items():
+            print(f"    {key}: {value:.4f}")
+    if outcome.line:
+        print(outcome.line)
+    return 0 if outcome.success else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,33 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_items)
 
     p = sub.add_parser(
-        "real-benchmark",
-        help="real street-to-shop benchmark: street garments -> product photos, Acc@k",
+        "run", help="run a profile end to end through Dagster (data to report and publish)"
     )
-    p.add_argument("--street-train", type=Path, help="street photos to train detectors on")
-    p.add_argument("--street-queries", type=Path, help="street photos whose garments are queries")
+    p.add_argument("--profile", type=Path, default=Path("configs/pipeline/sample.yaml"))
     p.add_argument(
-        "--products", type=Path, help="product photos: train/<class>, validation/<class>"
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a profile key (dotted path, YAML value), e.g. "
+        "data.sources.street_queries.root=/photos; repeatable",
     )
-    p.add_argument("--config", type=Path, help="benchmark YAML (configs/real_benchmark.yaml)")
-    p.add_argument("--out", type=Path, help="output folder (default: the config's output_dir)")
     p.add_argument("--skip-missing", action="store_true", help="exit 0 when data is absent")
-    p.add_argument(
-        "--tuning",
-        action="store_true",
-        help="run on the config's tuning_split of the street training photos (to choose "
-        "settings without looking at the query photos), in tuning_output_dir",
-    )
-    p.add_argument(
-        "--gt-only",
-        action="store_true",
-        help="ground-truth boxes only: no detector training or detection",
-    )
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cmd_real_benchmark)
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check-config", help="validate a pipeline profile")
     p.add_argument("profile", type=Path)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="as for `run`")
     p.set_defaults(func=_cmd_check_config)
     return parser
 

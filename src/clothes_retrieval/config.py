@@ -106,3 +106,16 @@ def with_overrides(config: C, overrides: dict[str, Any], *, source: str = "overr
         return config
     merged = deep_merge(config.model_dump(mode="json"), overrides)
     return validate_config(type(config), merged, source=source)
+
+
+def config_digest(*parts: Any) -> str:
+    """A short, stable digest of configs (models, mappings, plain values): the code version
+    of a step that runs with them, so changing one key changes the digest."""
+    import hashlib
+    import json
+
+    def plain(obj: Any) -> Any:
+        return dump_config(obj) if isinstance(obj, BaseModel) else obj
+
+    text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.md5(text.encode()).hexdigest()[:12]

@@ -1,104 +1,111 @@
-"""Pipeline profiles: one YAML file per scale (the embedded sample, full DeepFashion2).
+"""Pipeline profiles: one YAML file per dataset and scale, all run by the same asset graph.
 
-A profile names the data root and holds one section per stage; each section validates into
-that stage's frozen config, so a misspelt key fails at load time with its full path
-(``crops.max_hamming``) and the file's name. Relative paths in a profile are resolved
-against the project root (the nearest ancestor of the profile file holding
-``pyproject.toml``), so the same profile works from any working directory.
+A profile names its data sources (``data.sources``: adapter, folder, role), the taxonomy
+they are seen through, one section per stage and the evaluation protocol. Each section
+validates into that stage's frozen config, so a misspelt key fails at load time with its
+full path (``crops.max_hamming``) and the file's name; the retrieval models and detectors
+it names are resolved then too, so a misspelt entry fails before anything trains.
+Relative paths are resolved against the project root (the nearest ancestor of the profile
+file holding ``pyproject.toml``), and ``${shared_data}`` stands for the shared photos
+(:func:`shared_data_root`), so the same profile works from any working directory.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+import yaml
+from pydantic import Field, model_validator
 
-from clothes_retrieval.config import FrozenConfig, dump_config, load_yaml, validate_config
+from clothes_retrieval.config import (
+    ConfigError,
+    FrozenConfig,
+    deep_merge,
+    dump_config,
+    load_yaml,
+    validate_config,
+)
 from clothes_retrieval.data.crops import CropConfig
-from clothes_retrieval.data.deepfashion2 import ReaderConfig
 from clothes_retrieval.data.sample import SampleDataConfig
+from clothes_retrieval.data.sources.combine import SourceConfig
 from clothes_retrieval.index import IndexConfig
 from clothes_retrieval.search import PostprocessConfig
 
 __all__ = [
     "DataConfig",
+    "EvaluationConfig",
     "PipelineProfile",
-    "TrainingSourceConfig",
     "load_profile",
+    "parse_overrides",
     "project_root_of",
+    "shared_data_root",
 ]
 
 
-class TrainingSourceConfig(FrozenConfig):
-    """One extra training dataset read by its source adapter (data/sources/)."""
+class DataConfig(FrozenConfig):
+    """The profile's data sources (name -> adapter, folder, role) and their one taxonomy."""
 
-    source: str = Field(description="a registered source adapter, e.g. street2shop")
-    root: Path = Field(description="the dataset folder in the source's native layout")
-    splits: tuple[str, ...] = Field(
-        default=("train",), description="the source's splits read; all become training crops"
+    sources: dict[str, SourceConfig] = Field(
+        min_length=1, description="name -> source; see clothes_retrieval.data.sources.combine"
     )
     taxonomy: str | None = Field(
-        default="deepfashion2",
-        description="configs/taxonomy/<name>.yaml its categories are mapped through (unmapped "
-        "categories dropped); None keeps the source's own categories",
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="extra keyword arguments of the adapter"
-    )
-
-    @field_validator("source")
-    @classmethod
-    def _registered(cls, v: str) -> str:
-        from clothes_retrieval.data.sources import SOURCES
-
-        if v not in SOURCES:
-            raise ValueError(f"unknown source {v!r}; registered: {sorted(SOURCES)}")
-        return v
-
-
-class DataConfig(FrozenConfig):
-    """Where the raw data lives and how its version is read."""
-
-    root: Path = Field(description="dataset root in DeepFashion2 layout (<split>/image, annos)")
-    dvc_file: Path | None = Field(
-        default=Path("data.dvc"),
-        description=".dvc file that tracks the data root (or a parent); its md5 is the data "
-        "version. None or a missing file: fingerprint the folder instead.",
+        default=None,
+        description="configs/taxonomy/<name>.yaml every source is mapped through (unmapped "
+        "categories dropped); None keeps the sources' own categories",
     )
     generate_sample: bool = Field(
         default=False,
-        description="the main job writes the synthetic sample into `root` (then `dvc add`)",
+        description="the main job writes the synthetic sample (DeepFashion2 layout) into the "
+        "root of the first source (then `dvc add`s it)",
     )
-    dataset: str = "deepfashion2"
-    # Other datasets whose garments join the retrieval crops as training data (the paper's
-    # Table 1; a registry entry's data.training_sources picks which it trains on). Not used
-    # for detection or evaluation.
-    training_sources: tuple[TrainingSourceConfig, ...] = ()
 
     @model_validator(mode="after")
-    def _distinct_sources(self) -> DataConfig:
-        names = [s.source for s in self.training_sources]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"training_sources: {dup} listed twice")
-        if self.dataset in names:
-            raise ValueError(f"training_sources: {self.dataset!r} is the main dataset already")
+    def _check(self) -> DataConfig:
+        if self.generate_sample and self.sample_source.source != "deepfashion2":
+            raise ValueError(
+                "generate_sample: the sample is written into the first source, which must use "
+                "the deepfashion2 adapter"
+            )
+        for q_name, q in self.sources.items():
+            if q.role != "queries":
+                continue
+            for t_name, t in self.sources.items():
+                if t.role in ("training", "splits") and q.overlaps(t):
+                    raise ValueError(
+                        f"sources.{q_name} (queries) and sources.{t_name} ({t.role}) read the "
+                        "same photos: query photos must never be trained on; give them "
+                        "disjoint `photos` ranges or folders"
+                    )
         return self
+
+    @property
+    def sample_source(self) -> SourceConfig:
+        return next(iter(self.sources.values()))
 
 
 class DetectionStageConfig(FrozenConfig):
-    """Which detectors this profile trains (one partition each) and how their boxes fuse."""
+    """Which detectors this profile trains (one asset each) and how their boxes fuse."""
 
     configs: Path = Field(default=Path("configs/detectors"), description="detector config folder")
     detectors: tuple[str, ...] = Field(
         default=(), description="detector config names, best first: the order WBF fuses in"
     )
-    profile: Literal["paper", "sample"] = "sample"
+    profile: str = Field(default="sample", description="the detector YAMLs' profile (paper, ...)")
     device: str | None = Field(default=None, description="None: cuda when available, else cpu")
     max_epochs: int | None = Field(default=None, ge=1, description="cap epochs (smoke runs)")
-    splits: tuple[str, ...] = Field(
-        default=("validation",), description="splits whose images the detectors run on"
+    photo_sources: tuple[Literal["user", "shop"], ...] = Field(
+        default=("user", "shop"),
+        min_length=1,
+        description="photos the detectors train on and run on: consumer (user) and/or shop",
+    )
+    datasets: tuple[str, ...] | None = Field(
+        default=None,
+        description="datasets (item `dataset`) the detectors train on; None: every source",
+    )
+    validate_during_training: bool = Field(
+        default=True, description="score COCO AP on the search split after each epoch"
     )
     score_thr: float = Field(default=0.05, ge=0, le=1)
     max_per_image: int = Field(default=100, ge=1)
@@ -125,7 +132,7 @@ class DetectionStageConfig(FrozenConfig):
 
 
 class RetrievalStageConfig(FrozenConfig):
-    """Which retrieval models of the registry this profile trains (one partition each)."""
+    """Which retrieval models of the registry this profile trains (one asset each)."""
 
     registry: Path = Field(default=Path("configs/retrieval"), description="registry folder")
     models: tuple[str, ...] = Field(default=(), description="registry entries to train")
@@ -175,48 +182,111 @@ class SearchStageConfig(FrozenConfig):
     )
 
 
+class EvaluationConfig(FrozenConfig):
+    """How the search split is scored, and the line the run ends with."""
+
+    protocol: Literal["deepfashion2", "category"] = Field(
+        default="deepfashion2",
+        description="deepfashion2: the official consumer-to-shop instance rules; category: a "
+        "gallery photo of the query's class is a hit, a query answered by its best fused box "
+        "of IoU >= match_iou (clothes_retrieval.evaluation)",
+    )
+    match_iou: float = Field(default=0.5, gt=0, le=1, description="category: box match rule")
+    ks: tuple[int, ...] = Field(default=(1, 5, 10, 20), description="Acc@k reported (1, 10 kept)")
+    title: str | None = Field(default=None, description="the last line's prefix (None: the name)")
+    headline: str | None = Field(
+        default=None, description="model or ensemble of the last line (None: search.publish)"
+    )
+    targets: dict[str, float] = Field(
+        default_factory=dict,
+        description="'<gt|fused> Acc@<k>' -> the value the headline must reach (a warning "
+        "check on evaluation_report)",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> EvaluationConfig:
+        if 1 not in self.ks or 10 not in self.ks:
+            raise ValueError(f"ks: must include 1 and 10 (the headline), got {list(self.ks)}")
+        for key in self.targets:
+            box, _, metric = key.partition(" ")
+            if box not in ("gt", "fused") or not metric.startswith("Acc@"):
+                raise ValueError(f"targets: {key!r} is not '<gt|fused> Acc@<k>'")
+        return self
+
+
 class PipelineProfile(FrozenConfig):
     """Everything one pipeline run needs, validated."""
 
     name: str
     data: DataConfig
     output_root: Path = Path("outputs")
+    # A tuning profile: settings are chosen on it, then the profile it tunes is run once.
+    # Its YAML is deep-merged over that profile's, and its query photos must lie inside
+    # that profile's training photos (checked on load).
+    tuning_of: Path | None = None
     sample: SampleDataConfig = SampleDataConfig()
-    reader: ReaderConfig = ReaderConfig()
     crops: CropConfig = CropConfig()
     detection: DetectionStageConfig = DetectionStageConfig()
     retrieval: RetrievalStageConfig = RetrievalStageConfig()
     search: SearchStageConfig = SearchStageConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineProfile:
+        if "fused" in self.search.box_sources and not self.detection.detectors:
+            raise ValueError(
+                "search.box_sources has 'fused' but detection.detectors is empty; configure "
+                "detectors or search on 'gt' boxes only"
+            )
+        if not any(s.role in ("training", "splits") for s in self.data.sources.values()):
+            raise ValueError("data.sources: no source has a training role (training or splits)")
+        for name, ens in self.search.ensembles.items():
+            unknown = [m for m in ens.models if m not in self.retrieval.models]
+            if unknown:
+                raise ValueError(
+                    f"search.ensembles.{name}: {unknown} are not in retrieval.models "
+                    f"{list(self.retrieval.models)}"
+                )
+        known = (*self.retrieval.models, *self.search.ensembles)
+        for what, name in (
+            ("evaluation.headline", self.evaluation.headline),
+            ("search.publish.name", self.search.publish.name if self.search.publish else None),
+        ):
+            if name is not None and self.retrieval.models and name not in known:
+                raise ValueError(f"{what}: {name!r} is neither a model nor an ensemble {known}")
+        return self
 
     @property
     def output_dir(self) -> Path:
         """Root of this profile's artifacts: ``<output_root>/<name>``."""
         return self.output_root / self.name
 
+    @property
+    def title(self) -> str:
+        return self.evaluation.title or self.name
+
     def resolved(self, project_root: Path) -> PipelineProfile:
-        """A copy with every relative path made absolute against ``project_root``."""
+        """A copy with every relative path made absolute against ``project_root`` and
+        ``${shared_data}`` replaced by :func:`shared_data_root`."""
 
         def fix(p: Path | None) -> Path | None:
             if p is None:
                 return None
+            text = str(p).replace(SHARED_DATA, str(shared_data_root(project_root)))
+            p = Path(text).expanduser()
             return p if p.is_absolute() else (project_root / p).resolve()
 
-        sources = tuple(
-            s.model_copy(update={"root": fix(s.root)}) for s in self.data.training_sources
-        )
-        data = self.data.model_copy(
-            update={
-                "root": fix(self.data.root),
-                "dvc_file": fix(self.data.dvc_file),
-                "training_sources": sources,
-            }
-        )
+        sources = {
+            name: s.model_copy(update={"root": fix(s.root), "dvc_file": fix(s.dvc_file)})
+            for name, s in self.data.sources.items()
+        }
         retrieval = self.retrieval.model_copy(update={"registry": fix(self.retrieval.registry)})
         detection = self.detection.model_copy(update={"configs": fix(self.detection.configs)})
         return self.model_copy(
             update={
-                "data": data,
+                "data": self.data.model_copy(update={"sources": sources}),
                 "output_root": fix(self.output_root),
+                "tuning_of": fix(self.tuning_of),
                 "retrieval": retrieval,
                 "detection": detection,
             }
@@ -224,6 +294,17 @@ class PipelineProfile(FrozenConfig):
 
     def dump(self) -> dict:
         return dump_config(self)
+
+
+SHARED_DATA = "${shared_data}"
+SHARED_DATA_ENV = "CLOTHES_RETRIEVAL_SHARED_DATA"
+
+
+def shared_data_root(project_root: Path) -> Path:
+    """``$CLOTHES_RETRIEVAL_SHARED_DATA``, else ``../shared/data`` beside the project: what
+    ``${shared_data}`` in a profile's paths stands for."""
+    env = os.environ.get(SHARED_DATA_ENV)
+    return Path(env).expanduser() if env else project_root.parent / "shared" / "data"
 
 
 def project_root_of(path: Path) -> Path:
@@ -234,8 +315,99 @@ def project_root_of(path: Path) -> Path:
     return Path.cwd()
 
 
-def load_profile(path: str | Path) -> PipelineProfile:
-    """Load and validate a profile; relative paths become absolute (see module docstring)."""
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["a.b=1", "c=[x, y]"]`` -> ``{"a": {"b": 1}, "c": ["x", "y"]}`` (values are YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: use dotted.key=value")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair!r}: the value is not YAML ({exc})") from exc
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {part} is set twice")
+        node[parts[-1]] = parsed
+    return out
+
+
+def _check_tuning(profile: PipelineProfile, path: Path) -> None:
+    """A tuning profile's queries must be photos its parent trains on: the parent's own
+    query photos are never used to choose a setting."""
+    if profile.tuning_of is None:
+        return
+    parent = load_profile(profile.tuning_of)
+    if parent.tuning_of is not None:
+        raise ConfigError(f"{path}: tuning_of {profile.tuning_of} is itself a tuning profile")
+    training = [s for s in parent.data.sources.values() if s.role in ("training", "splits")]
+    for name, spec in profile.data.sources.items():
+        if spec.role != "queries":
+            continue
+        if not any(t.contains(spec) for t in training):
+            raise ConfigError(
+                f"{path}: data.sources.{name}: the tuning queries ({spec.source} {spec.root}, "
+                f"photos {spec.photos}) are not inside the training photos of "
+                f"{profile.tuning_of}; tuning must not see that profile's query photos"
+            )
+    if profile.output_dir == parent.output_dir:
+        raise ConfigError(f"{path}: a tuning profile needs its own name (output folder)")
+
+
+def load_profile(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineProfile:
+    """Load and validate a profile, ``overrides`` (nested keys, e.g. from
+    :func:`parse_overrides`) deep-merged in first; relative paths become absolute (see
+    the module docstring). A tuning profile is checked against the profile it tunes."""
     path = Path(path)
-    profile = validate_config(PipelineProfile, load_yaml(path), source=str(path))
-    return profile.resolved(project_root_of(path))
+    data = load_yaml(path)
+    parent = data.get("tuning_of")
+    if parent:
+        parent_path = Path(parent)
+        if not parent_path.is_absolute():
+            parent_path = project_root_of(path) / parent_path
+        if not parent_path.is_file():
+            raise ConfigError(f"{path}: tuning_of: no profile at {parent_path}")
+        data = deep_merge(load_yaml(parent_path), data)
+    if overrides:
+        data = deep_merge(data, overrides)
+    profile = validate_config(PipelineProfile, data, source=str(path))
+    profile = profile.resolved(project_root_of(path))
+    _check_entries(profile, path)
+    _check_tuning(profile, path)
+    return profile
+
+
+def _check_entries(profile: PipelineProfile, path: Path) -> None:
+    """Every retrieval model (with the overrides) and detector the profile names resolves."""
+    from clothes_retrieval.config import with_overrides
+    from clothes_retrieval.detection.config import detector_config_path, load_detector_config
+    from clothes_retrieval.retrieval.config import load_registry
+
+    ret = profile.retrieval
+    if ret.models:
+        registry = load_registry(ret.registry)
+        unknown = [n for n in ret.models if n not in registry]
+        if unknown:
+            raise ConfigError(
+                f"{path}: retrieval.models: no retrieval model {unknown} in {ret.registry}; "
+                f"known: {sorted(registry)}"
+            )
+        for name in ret.models:
+            with_overrides(registry[name], ret.overrides, source=f"{path}: retrieval.overrides")
+    det = profile.detection
+    for name in det.detectors:
+        config_path = detector_config_path(name, det.configs)
+        if not config_path.is_file():
+            known = sorted(p.stem for p in Path(det.configs).glob("*.yaml"))
+            raise ConfigError(
+                f"{path}: detection.detectors: no detector {name!r} in {det.configs}; "
+                f"known: {known}"
+            )
+        try:
+            load_detector_config(config_path).profile(det.profile)
+        except (ValueError, AttributeError) as exc:
+            raise ConfigError(f"{path}: detection.profile: {name}: {exc}") from exc

@@ -51,9 +51,11 @@ TAXONOMY_FILES = sorted(DEFAULT_TAXONOMY_DIR.glob("*.yaml"))
 
 @pytest.mark.real_data
 def test_ccp_labels_match_the_shared_data() -> None:
-    from clothes_retrieval.real_benchmark import shared_data_root
+    from clothes_retrieval.profile import shared_data_root
 
-    path = shared_data_root() / "ccp"  # $CLOTHES_RETRIEVAL_SHARED_DATA or ../shared/data
+    path = (
+        shared_data_root(Path(__file__).resolve().parents[2]) / "ccp"
+    )  # $CLOTHES_RETRIEVAL_SHARED_DATA or ../shared/data
     if not (path / "label_list.mat").is_file():
         pytest.skip(f"no CCP label list at {path}")
     from clothes_retrieval.data.sources.ccp import ccp_label_list

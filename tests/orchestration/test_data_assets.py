@@ -9,13 +9,21 @@ import yaml
 from PIL import Image
 
 from clothes_retrieval.data.deepfashion2 import read_item_table
-from orchestration.defs.data_assets import (
-    coco_exports,
-    item_table,
-    retrieval_crops,
-    training_source_items,
-)
+from clothes_retrieval.versioning import read_dvc_hash, read_lineage
+from orchestration.defs.data_assets import build_data_assets
 from orchestration.defs.resources import PipelineResource
+from tests.orchestration.tiny_project import TINY_DETECTION
+
+
+def _assets(pipeline: PipelineResource) -> dict:
+    """The profile's data assets by key, as callables ``name(pipeline) -> result``."""
+    profile = pipeline.load()
+    out = {}
+    for a in build_data_assets(profile):
+        if isinstance(a, dg.AssetsDefinition):
+            name = a.key.to_user_string()
+            out[name] = lambda a=a: a(context=dg.build_asset_context(), pipeline=pipeline)
+    return out
 
 
 def test_assets_called_directly(tiny_project: Path, tmp_path: Path):
@@ -25,9 +33,13 @@ def test_assets_called_directly(tiny_project: Path, tmp_path: Path):
     )
     profile = tiny_project.with_name("direct.yaml")
     profile.write_text(profile_text)
+    data = yaml.safe_load(profile.read_text())
+    data["detection"] = {"configs": TINY_DETECTION["configs"], "detectors": ["atss"]}
+    profile.write_text(yaml.safe_dump(data))
     pipeline = PipelineResource(profile_path=str(profile))
+    assets = _assets(pipeline)
 
-    result = item_table(context=dg.build_asset_context(), pipeline=pipeline)
+    result = assets["item_table"]()
     items = read_item_table(Path(result.metadata["path"].value))
     assert result.metadata["items"] == len(items) > 0
     quarantine = pd.read_parquet(Path(result.metadata["quarantine_path"].value))
@@ -35,16 +47,20 @@ def test_assets_called_directly(tiny_project: Path, tmp_path: Path):
     assert result.metadata["quarantined"] == len(quarantine) > 0
     assert set(items["split"]) == {"train", "validation"}
 
-    coco = coco_exports(context=dg.build_asset_context(), pipeline=pipeline)
+    # Every artifact records the data version it was built from: here the DVC hash.
+    dvc_hash = read_dvc_hash(tiny_project.parents[1] / "data.dvc")
+    assert result.metadata["data_version"] == dvc_hash
+    assert read_lineage(Path(result.metadata["path"].value).parent) == dvc_hash
+
+    coco = assets["coco_exports"]()
     assert coco.metadata["train_annotations"] == int((items["split"] == "train").sum())
+    assert coco.metadata["data_version"] == dvc_hash
 
-    extra = training_source_items(context=dg.build_asset_context(), pipeline=pipeline)
-    assert extra.metadata["items"] == 0  # the tiny profile configures no extra source
-
-    crops = retrieval_crops(context=dg.build_asset_context(), pipeline=pipeline)
+    crops = assets["retrieval_crops"]()
     table = pd.read_parquet(Path(crops.metadata["path"].value))
     assert crops.metadata["crops"] == len(table) > 0
     assert all(Path(p).is_file() for p in table["crop_path"])
+    assert read_lineage(Path(crops.metadata["path"].value).parent) == dvc_hash
 
 
 def _write_darn(root: Path, shop_copy: Image.Image) -> None:
@@ -68,21 +84,35 @@ def test_extra_training_source_joins_the_crops(tiny_project: Path, tmp_path: Pat
     # The crops de-duplicate across sources: one DARN shop photo copies a sample garment.
     profile_data["output_root"] = str(tmp_path / "out")
     profile_data["crops"] = {**profile_data["crops"], "dedup_scope": "global"}
-    darn = tmp_path / "darn"
-    profile_data["data"]["training_sources"] = [{"source": "darn", "root": str(darn)}]
-    profile = tiny_project.with_name("mixed.yaml")
-    profile.write_text(yaml.safe_dump(profile_data))
-    pipeline = PipelineResource(profile_path=str(profile))
-
-    result = item_table(context=dg.build_asset_context(), pipeline=pipeline)
+    plain = tiny_project.with_name("plain.yaml")
+    plain.write_text(yaml.safe_dump(profile_data))
+    result = _assets(PipelineResource(profile_path=str(plain)))["item_table"]()
     sample_items = read_item_table(Path(result.metadata["path"].value))
     shop = sample_items[(sample_items["source"] == "shop") & (sample_items["style"] > 0)].iloc[0]
+    darn = tmp_path / "darn"
     with Image.open(shop["image_path"]) as im:
         _write_darn(darn, im.convert("RGB").crop((shop.x1, shop.y1, shop.x2, shop.y2)))
-    extra = training_source_items(context=dg.build_asset_context(), pipeline=pipeline)
-    assert extra.metadata["items"] == 4  # 2 street + 2 shop photos of the train split
-    assert extra.metadata["items_per_source"].value == {"darn": 4}
-    crops = retrieval_crops(context=dg.build_asset_context(), pipeline=pipeline)
+
+    # The DARN folder becomes a second source of the profile, with the training role.
+    profile_data["data"]["sources"]["darn"] = {
+        "source": "darn",
+        "root": str(darn),
+        "role": "training",
+    }
+    profile_data["data"]["taxonomy"] = "deepfashion2"
+    profile = tiny_project.with_name("mixed.yaml")
+    profile.write_text(yaml.safe_dump(profile_data, sort_keys=False))
+    pipeline = PipelineResource(profile_path=str(profile))
+    assets = _assets(pipeline)
+    keys = {a.key.to_user_string() for a in build_data_assets(pipeline.load())}
+    assert {"source/deepfashion2", "source/darn"} <= keys
+    result = assets["item_table"]()
+    per_source = result.metadata["items_per_source"].value
+    assert per_source["darn"] == 4  # 2 street + 2 shop photos of the train split
+    assert per_source["deepfashion2"] == len(sample_items)
+    # Two sources: the recorded version combines both sources' versions.
+    assert set(result.metadata["source_versions"].value) == {"deepfashion2", "darn"}
+    crops = assets["retrieval_crops"]()
     table = pd.read_parquet(Path(crops.metadata["path"].value))
     darn_crops = table[table["dataset"] == "darn"]
     # DARN's own identities, in the training split; categories mapped to DeepFashion2's.

@@ -81,7 +81,16 @@ def make_project(
     _run([DVC, "config", "core.analytics", "false"], root)
     profile = {
         "name": "tiny",
-        "data": {"root": "data/sample", "dvc_file": "data.dvc", "generate_sample": True},
+        "data": {
+            "sources": {
+                "deepfashion2": {
+                    "source": "deepfashion2",
+                    "root": "data/sample",
+                    "dvc_file": "data.dvc",
+                }
+            },
+            "generate_sample": True,
+        },
         "output_root": "outputs",
         "sample": sample or TINY_SAMPLE,
         "crops": {"max_side": 64},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -85,3 +86,31 @@ def test_works_with_embed_crops(model: PooledBackbone, photos: list[Path]) -> No
     np.testing.assert_allclose(emb[[0, 2]], model.embed(x).numpy(), rtol=1e-4, atol=1e-5)
     assert not np.allclose(emb[0], emb[2], atol=1e-4)  # the box changed the input
     assert embed_crops(model, [], progress=False).shape == (0, 1280)
+
+
+def test_a_zero_shot_entry_trains_by_saving_its_pretrained_network(tmp_path: Path) -> None:
+    """The retrieval stage "trains" a zero-shot registry entry by saving the pooled network;
+    it then loads and embeds exactly like the network built directly."""
+    from clothes_retrieval.retrieval import load_trained_model, train_retrieval_model
+    from clothes_retrieval.retrieval.config import RetrievalModelConfig
+    from clothes_retrieval.retrieval.embed import weights_are_finite
+
+    config = RetrievalModelConfig(
+        name="zs", zero_shot=True, model=_config(weights="efficientnet_lite")
+    )
+    # No crops at all: a zero-shot entry never reads them.
+    result = train_retrieval_model(config, pd.DataFrame(), None, tmp_path / "zs")
+    assert result.epochs == 0 and weights_are_finite(result.model_path)
+    loaded, loaded_config = load_trained_model(tmp_path / "zs")
+    assert isinstance(loaded, PooledBackbone) and loaded_config.zero_shot
+    direct = build_pooled_backbone(config.model)
+    image = tmp_path / "x.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(image)
+    items = [(image, None), (image, (2.0, 3.0, 20.0, 30.0))]
+    got = embed_crops(loaded, items, progress=False)
+    want = embed_crops(direct, items, progress=False)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # pretrained, not random: the saved weights are the ImageNet ones
+    random = build_pooled_backbone(_config())
+    assert not np.allclose(embed_crops(random, items, progress=False), got, atol=1e-3)

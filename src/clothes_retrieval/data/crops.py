@@ -113,6 +113,9 @@ class CropConfig(FrozenConfig):
     # map_to_taxonomy); every item is then used, whatever its style.
     identity: Literal["pair", "category"] = "pair"
     jpeg_quality: int = Field(95, ge=1, le=100)
+    # Splits whose items get crops (None: every split). Without the search split, training
+    # reports no validation recall, and no query photo is ever cropped for training.
+    splits: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,8 @@ def export_retrieval_crops(
     out_dir = Path(out_dir).expanduser().absolute()
     by_category = config.identity == "category"
     sel = items if (config.include_style_zero or by_category) else items[items["style"] > 0]
+    if config.splits is not None:
+        sel = sel[sel["split"].isin(list(config.splits))]
     sel = sel.sort_values("item_uid", kind="stable").reset_index(drop=True)
 
     records: list[dict[str, Any]] = []

@@ -44,6 +44,7 @@ __all__ = [
     "DETECTION_COLUMNS",
     "FAILURE_COLUMNS",
     "IMAGE_COLUMNS",
+    "check_detections",
     "InferenceResult",
     "run_detector",
 ]
@@ -244,3 +245,22 @@ def run_detector(
         len(failures),
     )
     return InferenceResult(detections=detections, failures=failure_table)
+
+
+def check_detections(detections: pd.DataFrame) -> dict[str, bool]:
+    """Invariants of a detections table: every box inside its image with positive area,
+    every score in [0, 1], and at least one box."""
+    d = detections
+    inside = (
+        (d["x1"] >= 0)
+        & (d["y1"] >= 0)
+        & (d["x2"] <= d["image_width"])
+        & (d["y2"] <= d["image_height"])
+        & (d["x2"] > d["x1"])
+        & (d["y2"] > d["y1"])
+    )
+    return {
+        "boxes_inside_images": bool(inside.all()),
+        "scores_in_unit_interval": bool(d["score"].between(0, 1).all()),
+        "found_boxes": len(d) > 0,
+    }

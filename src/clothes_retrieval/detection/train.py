@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,6 +346,10 @@ def train_detector(
     )
     try:
         cfg.experiment_name = f"{detector.name}_{time.strftime('%Y%m%d_%H%M%S')}"
+        if cfg.get("visualizer") is not None:
+            # mmengine keeps one visualizer per name per process: mmdet's fixed name would
+            # hand a second training in this process the first one's (maybe deleted) folder.
+            cfg.visualizer.name = f"{cfg.experiment_name}_{uuid.uuid4().hex[:8]}"
         with _forced_device(device), torch_threads(cpu_threads), trusted_checkpoints():
             runner = Runner.from_cfg(cfg)
             runner.register_hook(hook)

@@ -2,10 +2,18 @@
 
 :func:`evaluate_retrieval` scores a submission exactly by the official rules (stated in
 :mod:`clothes_retrieval.evaluation.retrieval`, with the deviations from the official
-script); :mod:`clothes_retrieval.evaluation.submission` builds submissions from rankings
+script); :func:`evaluate_category_retrieval` scores the category protocol for data without
+instance pairs (:mod:`clothes_retrieval.evaluation.category`, with the box-matching rule);
+:mod:`clothes_retrieval.evaluation.submission` builds submissions from rankings
 (detected or ground-truth boxes) and writes / reads the official JSON.
 """
 
+from clothes_retrieval.evaluation.category import (
+    category_accuracy,
+    category_queries,
+    evaluate_category_retrieval,
+    match_detections,
+)
 from clothes_retrieval.evaluation.retrieval import (
     DEFAULT_KS,
     GT_COLUMNS,
@@ -40,11 +48,15 @@ __all__ = [
     "RetrievalScores",
     "SubmissionError",
     "box_iou",
+    "category_accuracy",
+    "category_queries",
+    "evaluate_category_retrieval",
     "evaluate_retrieval",
     "evaluate_submission_json",
     "ground_truth_gallery",
     "ground_truth_queries",
     "gt_box_submission",
+    "match_detections",
     "ranking_to_submission",
     "read_submission_json",
     "records_to_submission",

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from clothes_retrieval.fusion.ablation import fusion_ablation
     from clothes_retrieval.fusion.config import FusionConfig, FusionMethod
-    from clothes_retrieval.fusion.fuse import DETECTION_COLUMNS, fuse_detections
+    from clothes_retrieval.fusion.fuse import (
+        DETECTION_COLUMNS,
+        FusedDetectors,
+        fuse_detections,
+        fuse_detectors,
+    )
     from clothes_retrieval.fusion.wbf import (
         FusedBoxes,
         vote_labels,
@@ -34,7 +39,9 @@ _EXPORTS = {
     "FusedBoxes": "wbf",
     "FusionConfig": "config",
     "FusionMethod": "config",
+    "FusedDetectors": "fuse",
     "fuse_detections": "fuse",
+    "fuse_detectors": "fuse",
     "fusion_ablation": "ablation",
     "vote_labels": "wbf",
     "wbf_batch": "wbf",
@@ -46,7 +53,9 @@ __all__ = [
     "FusedBoxes",
     "FusionConfig",
     "FusionMethod",
+    "FusedDetectors",
     "fuse_detections",
+    "fuse_detectors",
     "fusion_ablation",
     "vote_labels",
     "wbf_batch",

@@ -29,6 +29,7 @@ import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,13 @@ from clothes_retrieval.data.schema import DETECTION_COLUMNS as _DETECTION_SCHEMA
 from clothes_retrieval.fusion.config import FusionConfig
 from clothes_retrieval.fusion.engine import Chunk, FusedChunk, fuse_chunk
 
-__all__ = ["DETECTION_COLUMNS", "fuse_detections", "usable_cores"]
+__all__ = [
+    "DETECTION_COLUMNS",
+    "FusedDetectors",
+    "fuse_detections",
+    "fuse_detectors",
+    "usable_cores",
+]
 
 log = logging.getLogger(__name__)
 
@@ -246,3 +253,33 @@ def _to_table(fused: FusedChunk, meta: pd.DataFrame, config: FusionConfig) -> pd
     out["score"] = scores.astype(np.float64)
     out["category_id"] = labels.astype(np.int64)
     return out.loc[:, list(DETECTION_COLUMNS)]
+
+
+@dataclass(frozen=True)
+class FusedDetectors:
+    fused: pd.DataFrame
+    config: FusionConfig  # restricted to the detectors that found boxes
+    silent: tuple[str, ...]  # detectors that found no box, left out
+
+
+def fuse_detectors(
+    detections: pd.DataFrame, config: FusionConfig, *, progress: bool = True
+) -> FusedDetectors:
+    """Fuse every detector of ``config`` that found at least one box.
+
+    A detector without boxes (e.g. undertrained) must not sink the fusion: it is left out
+    (logged, and named in ``silent``) and the others fuse with their weights; no box from
+    any detector raises ``ValueError``.
+    """
+    present = [n for n in config.detectors if (detections["detector"] == n).any()]
+    silent = tuple(n for n in config.detectors if n not in present)
+    if not present:
+        raise ValueError(
+            f"no detector produced a box ({list(config.detectors)}); check their training "
+            "metrics and detection.score_thr"
+        )
+    if silent:
+        log.warning("detectors without boxes, left out of the fusion: %s", list(silent))
+    restricted = config.for_detectors(present)
+    fused = fuse_detections(detections, restricted, progress=progress)
+    return FusedDetectors(fused, restricted, silent)

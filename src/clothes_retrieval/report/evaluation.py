@@ -7,14 +7,16 @@ Experiments, per box source of the profile (``gt`` = the paper's Table 3 setting
 2. every configured ensemble (concatenated embeddings), nearest neighbour;
 3. the published configuration under every configured post-processing setting.
 
-The published configuration's submission is also written in the official DeepFashion2
-JSON format beside the report.
+Scored by the profile's protocol (``evaluation.protocol``): ``deepfashion2`` (the official
+rules; the published configuration's submission is also written in the official JSON
+format beside the report) or ``category`` (:mod:`clothes_retrieval.evaluation.category`,
+with a per-class table). The run ends with one line, :func:`headline_line`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from clothes_retrieval.evaluation import HIT_IOU, box_iou, write_submission_json
-from clothes_retrieval.profile import PublishConfig, SearchStageConfig
+from clothes_retrieval.io import atomic_dir
+from clothes_retrieval.profile import EvaluationConfig, PublishConfig, SearchStageConfig
 from clothes_retrieval.report.build import (
     ExampleQuery,
     ExampleResult,
@@ -41,7 +44,14 @@ from clothes_retrieval.search.experiments import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvaluationSummary", "default_publish", "ensemble_members", "run_evaluation"]
+__all__ = [
+    "EvaluationSummary",
+    "default_publish",
+    "ensemble_members",
+    "headline_line",
+    "publish_index",
+    "run_evaluation",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,52 @@ class EvaluationSummary:
     headline: dict[str, float]
     published: dict[str, Any]  # name, box_source, postprocess, Acc@k
     table: pd.DataFrame  # every experiment's row
+    line: str  # the run's last line (headline_line)
+    headline_scores: dict[str, dict[int, float]]  # box source -> Acc@k of the headline config
+
+    def missed_targets(self, targets: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        """Targets (``'<gt|fused> Acc@<k>'`` -> value) the headline configuration missed."""
+        missed = {}
+        for key, want in targets.items():
+            box, _, metric = key.partition(" ")
+            got = self.headline_scores.get(box, {}).get(int(metric.removeprefix("Acc@")))
+            if got is None or got < want:
+                missed[key] = {"target": want, "achieved": float("nan") if got is None else got}
+        return missed
+
+
+def headline_line(title: str, scores: Mapping[str, Mapping[int, float]]) -> str:
+    """``<title>: gt acc@1 A acc@10 B, detected acc@1 C acc@10 D`` (``n/a`` for a box source
+    not evaluated); ``scores``: box source (gt, fused) -> Acc@k."""
+
+    def fmt(source: str, k: int) -> str:
+        value = scores.get(source, {}).get(k)
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (
+        f"{title}: gt acc@1 {fmt('gt', 1)} acc@10 {fmt('gt', 10)}, "
+        f"detected acc@1 {fmt('fused', 1)} acc@10 {fmt('fused', 10)}"
+    )
+
+
+def publish_index(
+    index_dir: str | Path, report_dir: str | Path, out_dir: str | Path, data_version: str
+) -> Path:
+    """Copy the index that passed the floor to ``out_dir`` for serving (atomically), with
+    the report's headline numbers and the data version it was built from."""
+    import json
+    import shutil
+
+    from clothes_retrieval.versioning import write_lineage
+
+    report = json.loads((Path(report_dir) / "report.json").read_text())
+    with atomic_dir(Path(out_dir)) as tmp:
+        for f in Path(index_dir).iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        (tmp / "evaluation.json").write_text(json.dumps(report["headline"], indent=2))
+        write_lineage(tmp, data_version)
+    return Path(out_dir)
 
 
 def default_publish(search: SearchStageConfig, models: list[str]) -> PublishConfig:
@@ -75,6 +131,47 @@ def ensemble_members(
     )
 
 
+def _per_class(result: ExperimentResult) -> pd.DataFrame:
+    """Acc@1 and Acc@10 per query class (category protocol)."""
+    d = result.scores.details
+    rank = d["first_hit_rank"]
+    table = (
+        d.assign(**{"Acc@1": rank <= 1, "Acc@10": rank <= 10})
+        .groupby("category_name")
+        .agg(
+            queries=("item_uid", "size"),
+            **{"Acc@1": ("Acc@1", "mean"), "Acc@10": ("Acc@10", "mean")},
+        )
+        .reset_index()
+        .rename(columns={"category_name": "class"})
+    )
+    return table.sort_values("Acc@1", ascending=False).reset_index(drop=True)
+
+
+def _example(result: ExperimentResult, qi: int, label: str, hit: Callable) -> ExampleQuery:
+    """Query row ``qi`` with its top 5; ``hit(gallery_row)`` says which entries are right."""
+    q = result.query_rows.iloc[qi]
+    entries = []
+    for gi in result.ranking[qi, :5]:
+        if gi < 0:
+            break
+        g = result.gallery_rows.iloc[int(gi)]
+        box = (g["x1"], g["y1"], g["x2"], g["y2"])
+        entries.append(ExampleResult(str(g["image_path"]), box, bool(hit(g))))
+    return ExampleQuery(str(q["image_path"]), (q["x1"], q["y1"], q["x2"], q["y2"]), entries, label)
+
+
+def _category_examples(result: ExperimentResult, n: int) -> list[ExampleQuery]:
+    """The first ``n`` answered queries; an entry is a hit when its gallery item is of the
+    query's class."""
+    out = []
+    for qi in range(min(n, len(result.query_rows))):
+        q = result.query_rows.iloc[qi]
+        label = str(q.get("category_name", q["category_id"]))
+        out.append(_example(result, qi, label, lambda g, q=q: g["category_id"] == q["category_id"]))
+    return out
+
+
 def _examples(result: ExperimentResult, gt_items: pd.DataFrame, n: int) -> list[ExampleQuery]:
     """The first ``n`` scored queries with their top 5; an entry is a hit by the official
     rule: its gallery image holds a correct item (same pair_id and style as the query's
@@ -85,29 +182,16 @@ def _examples(result: ExperimentResult, gt_items: pd.DataFrame, n: int) -> list[
     out = []
     for _, d in rows.iterrows():
         qi = int(d["detection"])
-        q = result.query_rows.iloc[qi]
         correct = shop[(shop["pair_id"] == d["pair_id"]) & (shop["style"] == d["style"])]
-        entries = []
-        for gi in result.ranking[qi, :5]:
-            if gi < 0:
-                break
-            g = result.gallery_rows.iloc[int(gi)]
+
+        def hit(g: pd.Series, correct: pd.DataFrame = correct) -> bool:
             same_image = correct[correct["image_id"] == g["image_id"]]
             box = np.array([[g["x1"], g["y1"], g["x2"], g["y2"]]], dtype=np.float64)
-            hit = bool(
-                len(same_image)
-                and (
-                    box_iou(box, same_image[["x1", "y1", "x2", "y2"]].to_numpy(np.float64))
-                    >= HIT_IOU
-                ).any()
-            )
-            entries.append(
-                ExampleResult(str(g["image_path"]), (g["x1"], g["y1"], g["x2"], g["y2"]), hit)
-            )
-        label = f"image {int(q['image_id'])}"
-        out.append(
-            ExampleQuery(str(q["image_path"]), (q["x1"], q["y1"], q["x2"], q["y2"]), entries, label)
-        )
+            boxes = same_image[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
+            return bool(len(same_image) and (box_iou(box, boxes) >= HIT_IOU).any())
+
+        label = f"image {int(result.query_rows.iloc[qi]['image_id'])}"
+        out.append(_example(result, qi, label, hit))
     return out
 
 
@@ -132,13 +216,20 @@ def run_evaluation(
     models: list[str],
     out_dir: str | Path,
     *,
+    evaluation: EvaluationConfig | None = None,
+    title: str = "evaluation",
     detection_table: pd.DataFrame | None = None,
     fusion_table: pd.DataFrame | None = None,
     data_version: str = "",
     configs: Mapping[str, Any] | None = None,
+    tuning_of: str | None = None,
 ) -> EvaluationSummary:
-    """``sets[box_source][model]`` -> the report in ``out_dir`` and its headline numbers."""
+    """``sets[box_source][model]`` -> the report in ``out_dir`` and its headline numbers.
+
+    ``tuning_of``: this is a tuning run of that profile (said at the top of the report)."""
     out_dir = Path(out_dir)
+    evaluation = evaluation or EvaluationConfig()
+    protocol, ks = evaluation.protocol, evaluation.ks
     publish = default_publish(search, models)
     results: list[ExperimentResult] = []
     published: ExperimentResult | None = None
@@ -155,6 +246,8 @@ def run_evaluation(
                     sets[source],
                     gt_items,
                     index_config=search.index,
+                    protocol=protocol,
+                    ks=ks,
                 )
             )
         for name, ens in search.ensembles.items():
@@ -164,6 +257,8 @@ def run_evaluation(
                     sets[source],
                     gt_items,
                     index_config=search.index,
+                    protocol=protocol,
+                    ks=ks,
                 )
             )
         members, weights = ensemble_members(publish.name, search, models)
@@ -176,6 +271,8 @@ def run_evaluation(
                     sets[source],
                     gt_items,
                     index_config=search.index,
+                    protocol=protocol,
+                    ks=ks,
                 )
             )
     for r in results:
@@ -225,7 +322,7 @@ def run_evaluation(
             )
         )
     nn_post = next(iter(search.postprocess.values()))
-    for source, title in (
+    for source, table_title in (
         ("gt", "Retrieval models with ground-truth boxes (Table 3 layout)"),
         ("fused", "Retrieval with fused boxes (Table 6 layout)"),
     ):
@@ -238,7 +335,7 @@ def run_evaluation(
                     TABLE3_ACC10_GT.get(search.paper_reference.get(n, ""), np.nan)
                     for n in rows["name"]
                 ]
-            tables.append(ReportTable(title, rows.reset_index(drop=True)))
+            tables.append(ReportTable(table_title, rows.reset_index(drop=True)))
     post_rows = table[table["name"] == publish.name]
     if post_rows["post-processing"].nunique() > 1:
         tables.append(
@@ -274,30 +371,75 @@ def run_evaluation(
                 headline[f"{source} boxes, ensemble {name} Acc@10"] = float(ens.iloc[0]["Acc@10"])
     headline["published Acc@10"] = float(published.scores.accuracy[10])
 
+    # The run's last line: the headline configuration (evaluation.headline, else the
+    # published one) with nearest-neighbour search, per box source.
+    head_name = evaluation.headline or publish.name
+    head_scores = {
+        r.experiment.box_source: dict(r.scores.accuracy)
+        for r in results
+        if r.experiment.name == head_name and r.experiment.post == nn_post
+    }
+    line = headline_line(title, head_scores)
+    if protocol == "category":
+        head_gt = next(
+            r
+            for r in results
+            if r.experiment.name == head_name
+            and r.experiment.box_source == search.box_sources[0]
+            and r.experiment.post == nn_post
+        )
+        tables.append(
+            ReportTable(
+                f"Acc@k per class: {head_name}, {head_gt.experiment.box_source} boxes",
+                _per_class(head_gt),
+                "A query is a hit at k when a gallery photo of its class is among its first k.",
+            )
+        )
+
     curves = {
         f"{r.experiment.name} ({r.experiment.box_source}, {r.experiment.post.label()})": dict(
             r.scores.accuracy
         )
         for r in results
     }
+    protocol_note = (
+        "Acc@k follows the official DeepFashion2 rules (see clothes_retrieval.evaluation)."
+        if protocol == "deepfashion2"
+        else "Acc@k by class (clothes_retrieval.evaluation.category): a query is a hit at k "
+        "when a gallery photo of its class is among the first k; with detected boxes each "
+        f"query is answered by its best fused box of IoU >= {evaluation.match_iou}, else missed."
+    )
+    notes = [line]
+    if tuning_of:
+        notes.insert(
+            0,
+            f"TUNING RUN of {tuning_of}: queries are training photos of that "
+            "profile; choose settings here, then run that profile once.",
+        )
     inputs = ReportInputs(
-        title="Clothes retrieval: evaluation report",
+        title=f"Clothes retrieval: evaluation report ({title})",
         headline=headline,
         tables=tables,
         acc_curves=curves,
-        examples=_examples(published, gt_items, search.examples),
+        examples=(
+            _examples(published, gt_items, search.examples)
+            if protocol == "deepfashion2"
+            else _category_examples(published, search.examples)
+        ),
         data_version=data_version,
         configs=dict(configs or {}),
         notes=[
+            *notes,
             f"Published: {publish.name} on {publish.box_source} boxes with {publish.postprocess}; "
             f"Acc@10 {published.scores.accuracy[10]:.4f} (floor {search.acc10_floor}).",
-            "Acc@k follows the official DeepFashion2 rules (see clothes_retrieval.evaluation).",
+            protocol_note,
         ],
     )
     paths = write_report(inputs, out_dir)
-    paths["submission"] = write_submission_json(
-        out_dir.with_name(out_dir.name + "_submission.json"), published.submission
-    )
+    if published.submission is not None:
+        paths["submission"] = write_submission_json(
+            out_dir.with_name(out_dir.name + "_submission.json"), published.submission
+        )
     return EvaluationSummary(
         paths=paths,
         headline=headline,
@@ -308,4 +450,6 @@ def run_evaluation(
             **{f"Acc@{k}": v for k, v in published.scores.accuracy.items()},
         },
         table=table,
+        line=line,
+        headline_scores=head_scores,
     )

@@ -267,6 +267,9 @@ class RetrievalModelConfig(FrozenConfig):
 
     name: str = "retrieval"
     description: str = ""
+    # Never trained: the ImageNet backbone pooled with model.descriptors[0] (a baseline);
+    # the retrieval stage "trains" it by saving the pretrained network.
+    zero_shot: bool = False
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()

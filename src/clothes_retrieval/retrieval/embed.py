@@ -16,27 +16,37 @@ from tqdm.auto import tqdm
 from clothes_retrieval.config import validate_config
 from clothes_retrieval.retrieval.config import RetrievalModelConfig
 from clothes_retrieval.retrieval.data import Box, CropDataset
-from clothes_retrieval.retrieval.model import RetrievalModel, build_model, create_eval_transform
+from clothes_retrieval.retrieval.model import (
+    PooledBackbone,
+    RetrievalModel,
+    build_model,
+    build_pooled_backbone,
+    create_eval_transform,
+)
 from clothes_retrieval.retrieval.train import resolve_device
 
-__all__ = ["embed_crops", "load_trained_model"]
+__all__ = ["embed_crops", "load_trained_model", "weights_are_finite"]
 
 
 def load_trained_model(
     out_dir: str | Path, *, device: str | torch.device | None = None
-) -> tuple[RetrievalModel, RetrievalModelConfig]:
+) -> tuple[RetrievalModel | PooledBackbone, RetrievalModelConfig]:
     """The model in ``out_dir/model.pt`` (written by ``train_retrieval_model``), in eval mode,
-    and its config. The backbone's initial weights are not needed: the trained ones load."""
+    and its config (a zero-shot entry loads as its pooled backbone). The backbone's initial
+    weights are not needed: the saved ones load."""
     path = Path(out_dir) / "model.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no trained model at {path}: run train_retrieval_model first")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     config = validate_config(RetrievalModelConfig, saved["config"], source=str(path))
-    model = build_model(
-        config.model,
-        saved["num_classes"] if config.loss.softmax.weight > 0 else 0,
-        load_weights=False,
-    )
+    if config.zero_shot:
+        model = build_pooled_backbone(config.model, load_weights=False)
+    else:
+        model = build_model(
+            config.model,
+            saved["num_classes"] if config.loss.softmax.weight > 0 else 0,
+            load_weights=False,
+        )
     model.load_state_dict(saved["state_dict"])
     return model.to(resolve_device(device)).eval(), config
 
@@ -81,3 +91,10 @@ def embed_crops(
 def read_metrics(out_dir: str | Path) -> dict:
     """The metrics.json of a training run."""
     return json.loads((Path(out_dir) / "metrics.json").read_text())
+
+
+def weights_are_finite(model_path: str | Path) -> bool:
+    """True when every floating-point tensor of a saved model (``model.pt``) is finite: a
+    diverged run (NaN or inf weights) must not be published."""
+    state = torch.load(model_path, map_location="cpu", weights_only=True)["state_dict"]
+    return all(torch.isfinite(t).all().item() for t in state.values() if t.is_floating_point())

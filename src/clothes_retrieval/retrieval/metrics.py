@@ -26,7 +26,7 @@ from pytorch_metric_learning.utils.inference import CustomKNN
 
 from clothes_retrieval.retrieval.data import QUERY_SOURCES, REFERENCE_SOURCES
 
-__all__ = ["RetrievalMetrics", "retrieval_metrics", "validation_protocol"]
+__all__ = ["RetrievalMetrics", "chance_recall_at_1", "retrieval_metrics", "validation_protocol"]
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +95,11 @@ def retrieval_metrics(
         n_references=len(refs),
         protocol=protocol,
     )
+
+
+def chance_recall_at_1(val_crops: pd.DataFrame) -> float:
+    """Recall@1 of a random ranking on validation crops: 1 / the gallery's identities.
+
+    A trained model's validation Recall@1 must beat it (the ``recall_above_chance`` check)."""
+    gallery = val_crops.loc[val_crops["source"] == "shop", "identity"]
+    return 1.0 / max(int(gallery.nunique()), 1)

@@ -161,11 +161,14 @@ class PooledBackbone(_Resizing, nn.Module):
         return self(x)[0].float()
 
 
-def build_pooled_backbone(config: ModelConfig) -> PooledBackbone:
+def build_pooled_backbone(config: ModelConfig, *, load_weights: bool = True) -> PooledBackbone:
     """The zero-shot embedder of ``config``: its backbone and weights, pooled with the
-    first of its descriptors (``dim`` and the head are not used)."""
+    first of its descriptors (``dim`` and the head are not used). ``load_weights=False``
+    skips the initial weights (a saved state dict is loaded right after)."""
     backbone = create_backbone(
-        config.backbone, weights=config.weights, weights_path=config.weights_path
+        config.backbone,
+        weights=config.weights if load_weights else "none",
+        weights_path=config.weights_path if load_weights else None,
     )
     pool = create_pool(config.descriptors[0], gem_p=config.gem_p, gem_learnable=False)
     return PooledBackbone(

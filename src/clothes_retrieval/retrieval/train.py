@@ -26,6 +26,7 @@ per process. Only rank 0 validates, logs and writes files.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -54,6 +55,7 @@ from clothes_retrieval.retrieval.metrics import retrieval_metrics
 from clothes_retrieval.retrieval.model import (
     RetrievalModel,
     build_model,
+    build_pooled_backbone,
     create_eval_transform,
     create_train_transform,
 )
@@ -131,8 +133,11 @@ def train_retrieval_model(
     tracker: Tracker | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train (or resume) the model of ``config`` and write it to ``out_dir``."""
+    """Train (or resume) the model of ``config`` and write it to ``out_dir``; a zero-shot
+    entry (``config.zero_shot``) is saved as its pretrained pooled backbone, untrained."""
     out_dir = Path(out_dir)
+    if config.zero_shot:
+        return save_zero_shot_model(config, out_dir)
     ctx = _setup_distributed(device)
     is_main = ctx.rank == 0
     cfg, tc = config, config.train
@@ -183,6 +188,13 @@ def train_retrieval_model(
         _set_rng_state(ckpt["rng"])
         start_epoch, history, run_id = ckpt["epoch"], ckpt["history"], ckpt["tracker_run_id"]
         log.info("resuming %s from epoch %d (%s)", cfg.name, start_epoch, checkpoint_path)
+    finished = out_dir / "metrics.json"
+    if start_epoch >= tc.epochs and finished.is_file() and (out_dir / "model.pt").is_file():
+        # A finished run: nothing to train, nothing to rewrite (no data is even decoded).
+        log.info("%s: already trained (%d epochs) in %s", cfg.name, start_epoch, out_dir)
+        if ctx.created_group:
+            dist.destroy_process_group()
+        return TrainResult(**json.loads(finished.read_text()), model=model)
 
     if is_main:
         write_json(out_dir / "config.json", resolved)
@@ -341,6 +353,34 @@ def train_retrieval_model(
         dist.barrier()
         if ctx.created_group:
             dist.destroy_process_group()
+    return result
+
+
+def save_zero_shot_model(config: RetrievalModelConfig, out_dir: str | Path) -> TrainResult:
+    """Write ``model.pt`` of a zero-shot entry: the ImageNet backbone pooled with its first
+    descriptor (:func:`~clothes_retrieval.retrieval.model.build_pooled_backbone`), so it
+    loads and embeds like a trained model (``load_trained_model``)."""
+    if not config.zero_shot:
+        raise ValueError(f"{config.name!r} is not a zero-shot entry (zero_shot: false)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = build_pooled_backbone(config.model)
+    resolved = dump_config(config)
+    result = TrainResult(
+        out_dir=str(out_dir),
+        epochs=0,
+        train_losses={},
+        val_recall_at_1=None,
+        val_map_at_r=None,
+        train_images_per_s=float("nan"),
+        model_path=str(out_dir / "model.pt"),
+        model=None,
+    )
+    write_json(out_dir / "config.json", resolved)
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save({"config": resolved, "num_classes": 0, "state_dict": model.state_dict()}, tmp)
+    write_json(out_dir / "metrics.json", result.to_json())
+    log.info("%s: zero-shot, saved the pretrained %s", config.name, config.model.backbone)
     return result
 
 

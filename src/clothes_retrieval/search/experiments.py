@@ -2,7 +2,9 @@
 
 An *embedding set* is one model's vectors for one split and one box source: the query
 boxes (consumer photos) and the gallery boxes (shop photos), each with its rows (image,
-box, category, score). Box sources:
+box, category, score). Which boxes they are depends on the evaluation protocol.
+
+``deepfashion2`` (the official instance rules):
 
 - ``gt``: ground-truth boxes (the paper's Table 3): queries are consumer items with
   style > 0, the gallery every shop item (style-0 items stay as distractors);
@@ -10,9 +12,14 @@ box, category, score). Box sources:
   fused box on a consumer photo is a query, every fused box on a shop photo a gallery
   entry.
 
+``category`` (:mod:`clothes_retrieval.evaluation.category`): the gallery is every shop
+item with its annotated box (a product photo: the whole photo); ``gt`` queries are every
+consumer item, ``fused`` queries the best fused box matched to each consumer item (IoU >=
+``match_iou``), carrying that item's uid and class.
+
 An *experiment* ranks the gallery for the queries with one model or a concatenated
-ensemble and one post-processing setting, turns the ranking into DeepFashion2
-submission records and scores them with the official rules.
+ensemble and one post-processing setting and scores the ranking by the protocol (for
+``deepfashion2``: as submission records, with the official rules).
 """
 
 from __future__ import annotations
@@ -27,9 +34,12 @@ import pandas as pd
 
 from clothes_retrieval.evaluation import (
     RetrievalScores,
+    category_queries,
+    evaluate_category_retrieval,
     evaluate_retrieval,
     ground_truth_gallery,
     ground_truth_queries,
+    match_detections,
     ranking_to_submission,
 )
 from clothes_retrieval.index import IndexConfig, concatenate_embeddings
@@ -55,23 +65,54 @@ MIN_BOX_SIDE = 4  # pixels; smaller fused boxes are dropped before embedding
 BOX_COLUMNS = ["image_id", "image_path", "x1", "y1", "x2", "y2", "category_id", "score"]
 
 
-def box_rows(
-    box_source: str, items: pd.DataFrame, fused: pd.DataFrame | None = None
+PROTOCOLS = ("deepfashion2", "category")
+
+
+def _category_rows(
+    box_source: str, items: pd.DataFrame, fused: pd.DataFrame | None, match_iou: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(query rows, gallery rows) of one split for ``box_source`` (``gt`` or ``fused``).
+    queries = category_queries(items).assign(score=1.0)
+    gallery = ground_truth_gallery(items).assign(score=1.0)
+    if box_source == "gt":
+        return queries, gallery
+    matched = match_detections(queries, fused, match_iou)
+    ok = matched["x1"].notna()
+    logger.info(
+        "fused boxes answer %d of %d queries (IoU >= %.2f)", int(ok.sum()), len(ok), match_iou
+    )
+    answered = queries[ok].copy()
+    for col in ("x1", "y1", "x2", "y2", "score"):
+        answered[col] = matched.loc[ok, col]
+    return answered.reset_index(drop=True), gallery
+
+
+def box_rows(
+    box_source: str,
+    items: pd.DataFrame,
+    fused: pd.DataFrame | None = None,
+    *,
+    protocol: str = "deepfashion2",
+    match_iou: float = 0.5,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(query rows, gallery rows) of one split for ``box_source`` (``gt`` or ``fused``)
+    under ``protocol`` (module docstring).
 
     ``items`` is the split's item table; ``fused`` the split's fused boxes (needed for
     ``fused``). Rows carry :data:`BOX_COLUMNS` (ground-truth rows also keep item fields).
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
+    if box_source not in ("gt", "fused"):
+        raise ValueError(f"unknown box source {box_source!r}: use 'gt' or 'fused'")
+    if box_source == "fused" and fused is None:
+        raise ValueError("box source 'fused' needs the fused boxes: run the detection stage first")
+    if protocol == "category":
+        return _category_rows(box_source, items, fused, match_iou)
     if box_source == "gt":
         queries = ground_truth_queries(items).assign(score=1.0)
         gallery = ground_truth_gallery(items).assign(score=1.0)
         return queries, gallery
     if box_source == "fused":
-        if fused is None:
-            raise ValueError(
-                "box source 'fused' needs the fused boxes: run the detection stage first"
-            )
         # Boxes under MIN_BOX_SIDE pixels cannot be cropped into a meaningful image.
         keep = ((fused["x2"] - fused["x1"]) >= MIN_BOX_SIDE) & (
             (fused["y2"] - fused["y1"]) >= MIN_BOX_SIDE
@@ -116,13 +157,16 @@ def build_embedding_set(
     items: pd.DataFrame,
     fused: pd.DataFrame | None = None,
     *,
+    protocol: str = "deepfashion2",
+    match_iou: float = 0.5,
     batch_size: int = 64,
     device: str | None = None,
+    progress: bool = True,
 ) -> EmbeddingSet:
     """Embed one split's query and gallery boxes of ``box_source`` with a trained model."""
     from clothes_retrieval.retrieval import embed_crops
 
-    q_rows, g_rows = box_rows(box_source, items, fused)
+    q_rows, g_rows = box_rows(box_source, items, fused, protocol=protocol, match_iou=match_iou)
 
     def embed(rows: pd.DataFrame) -> np.ndarray:
         boxes = [
@@ -131,7 +175,7 @@ def build_embedding_set(
                 index=False
             )
         ]
-        return embed_crops(model, boxes, batch_size=batch_size, device=device)  # type: ignore[arg-type]
+        return embed_crops(model, boxes, batch_size=batch_size, device=device, progress=progress)  # type: ignore[arg-type]
 
     return EmbeddingSet(name, box_source, embed(q_rows), embed(g_rows), q_rows, g_rows)
 
@@ -152,7 +196,16 @@ def save_embedding_set(es: EmbeddingSet, out_dir: str | Path) -> Path:
     return out_dir
 
 
-_KEEP = set(BOX_COLUMNS) | {"item_uid", "pair_id", "style", "item_index", "source", "split"}
+_KEEP = set(BOX_COLUMNS) | {
+    "item_uid",
+    "pair_id",
+    "style",
+    "item_index",
+    "source",
+    "split",
+    "category_name",
+    "dataset",
+}
 
 
 def load_embedding_set(in_dir: str | Path) -> EmbeddingSet:
@@ -187,7 +240,7 @@ class Experiment:
 class ExperimentResult:
     experiment: Experiment
     scores: RetrievalScores
-    submission: pd.DataFrame
+    submission: pd.DataFrame | None  # DeepFashion2 records (None for the category protocol)
     ranking: np.ndarray  # (Q, k) gallery row positions
     query_rows: pd.DataFrame
     gallery_rows: pd.DataFrame
@@ -212,8 +265,11 @@ def run_experiment(
     k: int = 20,
     index_config: IndexConfig | None = None,
     train_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    protocol: str = "deepfashion2",
+    ks: Sequence[int] | None = None,
 ) -> ExperimentResult:
-    """Rank, build the submission and score it (``sets``: model -> its set for the boxes)."""
+    """Rank and score by ``protocol`` (``sets``: model -> its set for the boxes); for
+    ``deepfashion2`` through the submission records and the official rules."""
     chosen = [sets[m] for m in experiment.models]
     first = chosen[0]
     for es in chosen[1:]:
@@ -240,13 +296,26 @@ def run_experiment(
                 {m: train_pairs[m][1] for m in experiment.models}, weights=experiment.weights
             ),
         )
-    if len(query) == 0:
+    k = max(k, *ks) if ks else k
+    if len(query) == 0 and protocol == "category":
+        # No box answered any query: every query is a miss (a score, not an error).
+        ranking = np.zeros((0, k), dtype=np.int64)
+    elif len(query) == 0:
         raise ValueError(f"experiment {experiment.name!r} has no query boxes")
-    ranking, _ = rank_gallery(
-        query, gallery, experiment.post, k=k, index_config=index_config, train_pairs=pairs
-    )
-    submission = ranking_to_submission(first.query_rows, first.gallery_rows, ranking, n_entries=k)
-    scores = evaluate_retrieval(gt_items, submission)
+    else:
+        ranking, _ = rank_gallery(
+            query, gallery, experiment.post, k=k, index_config=index_config, train_pairs=pairs
+        )
+    if protocol == "category":
+        submission = None
+        scores = evaluate_category_retrieval(
+            gt_items, first.query_rows, first.gallery_rows, ranking, ks or (1, 5, 10, 20)
+        )
+    else:
+        submission = ranking_to_submission(
+            first.query_rows, first.gallery_rows, ranking, n_entries=k
+        )
+        scores = evaluate_retrieval(gt_items, submission, **({"ks": ks} if ks else {}))
     logger.info(
         "%s (%s boxes, %s): %s",
         experiment.name,

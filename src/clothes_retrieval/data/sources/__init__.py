@@ -27,7 +27,7 @@ from clothes_retrieval.data.sources.base import (
     read_source,
     register_source,
 )
-from clothes_retrieval.data.sources.mixing import read_training_sources
+from clothes_retrieval.data.sources.combine import SourceConfig, read_sources
 
 __all__ = [
     "SOURCES",
@@ -37,6 +37,7 @@ __all__ = [
     "TableBuilder",
     "image_size",
     "read_source",
-    "read_training_sources",
+    "SourceConfig",
+    "read_sources",
     "register_source",
 ]

@@ -23,8 +23,14 @@ def read_deepfashion2_source(
     splits: Sequence[str] = ("train", "validation"),
     dataset: str = "deepfashion2",
     progress: bool = True,
+    **reader: object,
 ) -> SourceTables:
-    result = read_deepfashion2(
-        Path(root), ReaderConfig(splits=tuple(splits)), dataset=dataset, progress=progress
+    """``reader``: further :class:`ReaderConfig` keys (check_images, min_box_area,
+    box_tolerance, workers), validated there."""
+    from clothes_retrieval.config import validate_config
+
+    config = validate_config(
+        ReaderConfig, {**reader, "splits": tuple(splits)}, source=f"{dataset} options"
     )
+    result = read_deepfashion2(Path(root), config, dataset=dataset, progress=progress)
     return SourceTables(dataset, result.items, result.quarantine, dict(CATEGORIES))

@@ -1,0 +1,114 @@
+"""The real profile end to end on a handful of the shared real photos, through the CLI
+(skipped cleanly when the photos are absent)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clothes_retrieval.cli import main
+from clothes_retrieval.profile import shared_data_root
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = REPO / "configs" / "pipeline"
+LINE = re.compile(
+    r"real benchmark: gt acc@1 (\d\.\d{3}) acc@10 (\d\.\d{3}), "
+    r"detected acc@1 (\d\.\d{3}) acc@10 (\d\.\d{3})"
+)
+# 8 street photos to train on, 4 query photos, 4 product photos per class and split, one
+# epoch of everything at 64 px: the whole graph in about a minute on 2 cores.
+SMOKE = [
+    "data.sources.street_train.photos=[1, 8]",
+    "data.sources.street_queries.photos=[301, 304]",
+    "data.sources.products.max_per_class=4",
+    "detection.max_epochs=1",
+    "detection.score_thr=0.0",
+    "search.acc10_floor=0.0",
+    "retrieval.overrides={train: {epochs: 1, batch_size: 16, m_per_class: 2}, "
+    "model: {input_size: [64, 64]}}",
+]
+
+
+@pytest.fixture
+def real_data() -> Path:
+    root = shared_data_root(REPO)
+    if not (root / "ccp").is_dir() or not (root / "clothing-small").is_dir():
+        pytest.skip(f"real photos not found under {root}")
+    return root
+
+
+def _run(profile: str, out: Path, extra: list[str]) -> int:
+    sets = [f"output_root={out}", *SMOKE, *extra]
+    return main(
+        ["run", "--profile", str(PROFILES / profile), *[a for s in sets for a in ("--set", s)]]
+    )
+
+
+@pytest.mark.real_data
+def test_real_profile_runs_on_real_photos_and_prints_the_line_last(
+    real_data: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    out = tmp_path / "out"
+    assert _run("real.yaml", out, []) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    m = LINE.fullmatch(lines[-1])
+    assert m, lines[-1]
+    gt1, gt10, det1, det10 = (float(v) for v in m.groups())
+    assert 0 <= gt1 <= gt10 <= 1 and 0 <= det1 <= det10 <= 1
+
+    real = out / "real"
+    items = pd.read_parquet(real / "item_table" / "items.parquet")
+    street = items[items["dataset"] == "ccp"]
+    train, queries = street[street["split"] == "train"], street[street["split"] == "validation"]
+    # Query photos are never training photos; the gallery is the products' validation split.
+    assert set(train["image_path"]).isdisjoint(queries["image_path"])
+    assert sorted(queries["image_id"].unique()) == [301, 302, 303, 304]
+    gallery = items[(items["split"] == "validation") & (items["source"] == "shop")]
+    assert set(gallery["dataset"]) == {"products"}
+    crops = pd.read_parquet(real / "retrieval_crops" / "crops.parquet")
+    assert set(crops["dataset"]) == {"ccp", "products"} and set(crops["split"]) == {"train"}
+    # the detectors learnt from the street photos only
+    import json
+
+    coco = json.loads((real / "coco_exports" / "train.json").read_text())
+    assert len(coco["images"]) == train["image_path"].nunique() == 8
+    report = (real / "evaluation_report" / "report.md").read_text()
+    assert "Acc@k per class" in report and "category" in report
+
+    # A second run reuses the trained detector and model (no retraining) and agrees.
+    model = real / "model" / "real_lite1_mixed_e8" / "model.pt"
+    before = model.stat().st_mtime_ns
+    assert _run("real.yaml", out, []) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == lines[-1]
+    assert model.stat().st_mtime_ns == before
+
+
+@pytest.mark.real_data
+def test_tuning_profile_queries_training_photos_with_gt_boxes_only(
+    real_data: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    out = tmp_path / "out"
+    tuning = [
+        "data.sources.street_train.photos=[1, 5]",
+        "data.sources.street_queries.photos=[6, 8]",
+    ]
+    assert _run("real_tuning.yaml", out, tuning) == 0
+    captured = capsys.readouterr()
+    assert "tuning run of" in captured.err
+    assert re.fullmatch(
+        r"real benchmark \(TUNING RUN\): gt acc@1 \d\.\d{3} acc@10 \d\.\d{3}, "
+        r"detected acc@1 n/a acc@10 n/a",
+        captured.out.strip().splitlines()[-1],
+    )
+    items = pd.read_parquet(out / "real_tuning" / "item_table" / "items.parquet")
+    queries = items[(items["split"] == "validation") & (items["source"] == "user")]
+    assert set(queries["image_id"]) <= {6, 7, 8} and len(queries) > 0
+    assert not (out / "real_tuning" / "detector").exists()  # ground-truth boxes only
+    assert not (out / "real").exists()  # the benchmark's own outputs are untouched
+    report = (out / "real_tuning" / "evaluation_report" / "report.md").read_text()
+    assert "TUNING RUN" in report
