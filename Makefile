@@ -20,7 +20,7 @@ setup:
 run: setup
 	.venv/bin/clothes-retrieval run --profile $(PROFILE) $(SET)
 
-# The real street-to-shop profile (street photos -> product photos; ~75 min on 2 cores).
+# The real street-to-shop profile (street photos -> product photos; ~51 min on 2 cores).
 real-benchmark: setup
 	.venv/bin/clothes-retrieval run --profile configs/pipeline/real.yaml $(SET)
 

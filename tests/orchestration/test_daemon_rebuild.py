@@ -26,7 +26,6 @@ import yaml
 
 from clothes_retrieval.cli import main
 from orchestration.defs import build_definitions
-from orchestration.run import dagster_home
 from tests.orchestration.rebuild import assert_built_from, assert_in_dependency_order, new_data
 from tests.orchestration.tiny_project import make_project
 
@@ -80,7 +79,7 @@ def test_dagster_dev_rebuilds_the_whole_graph_in_order(tmp_path: Path, capsys) -
     finally:
         del os.environ["DAGSTER_HOME"]
     capsys.readouterr()
-    dagster_home(project)  # the instance settings (one run at a time) are there
+    assert "max_concurrent_runs: 1" in (home / "dagster.yaml").read_text()  # one at a time
     graph = build_definitions(str(profile)).resolve_asset_graph()
     keys = set(graph.materializable_asset_keys)
 

@@ -54,7 +54,8 @@ def test_the_whole_graph_runs_as_one_run_and_ends_with_the_line(ran: dict) -> No
     with _instance(ran) as instance:
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].job_name == "pipeline_job"
-        assert (ran["home"] / "dagster.yaml").is_file()  # one run at a time on the instance
+        # one run at a time on the instance: the automation's trainings queue
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
         graph = build_definitions(str(ran["profile"])).resolve_asset_graph()
         for key in graph.materializable_asset_keys:
             assert instance.get_latest_materialization_event(key) is not None, key

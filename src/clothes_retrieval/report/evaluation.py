@@ -380,6 +380,9 @@ def run_evaluation(
         if r.experiment.name == head_name and r.experiment.post == nn_post
     }
     line = headline_line(title, head_scores)
+    for source, acc in head_scores.items():
+        for k in (1, 10):
+            headline[f"{source} boxes, headline {head_name} Acc@{k}"] = float(acc[k])
     if protocol == "category":
         head_gt = next(
             r
