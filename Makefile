@@ -38,9 +38,11 @@ format: setup
 	.venv/bin/ruff format src orchestration tests benchmarks
 	.venv/bin/ruff check --fix src orchestration tests benchmarks
 
+# The UI on a profile's instance (the one `make run PROFILE=...` writes to).
 dagster: setup
-	$(PY) -c "from pathlib import Path; from orchestration.run import dagster_home; dagster_home(Path.cwd())"
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster} .venv/bin/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+	home=$$($(PY) -m orchestration.run $(PROFILE)) && \
+	DAGSTER_HOME=$$home CLOTHES_RETRIEVAL_PROFILE=$(PROFILE) \
+	.venv/bin/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
 
 clean-outputs:
 	rm -rf outputs

@@ -6,9 +6,9 @@ and `make real-benchmark`) calls.
 2. Generate the synthetic sample into its source's folder when the profile asks for it
    (skipped when the data there already matches the sample config), then `dvc add` it so
    its .dvc file carries the new hash.
-3. Materialise the whole asset graph as one run of ``pipeline_job`` in the persistent
-   instance (``DAGSTER_HOME``, default ``<project>/.dagster``), so `make dagster` shows the
-   same run, lineage, metadata and checks.
+3. Materialise the whole asset graph as one run of ``pipeline_job`` in the profile's
+   persistent instance (``DAGSTER_HOME``, default ``<project>/.dagster/<profile name>``), so
+   `make dagster` shows the same run, lineage, metadata and checks.
 4. Return where the report is and its last line.
 """
 
@@ -55,14 +55,47 @@ class RunOutcome:
     failed: list[str] = field(default_factory=list)  # steps that failed
 
 
-def dagster_home(project: Path) -> Path:
-    """``$DAGSTER_HOME`` (default ``<project>/.dagster``), created with the instance settings
-    (:data:`INSTANCE_YAML`) when it has none."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(project / ".dagster")))
+class InstanceInUse(RuntimeError):
+    """The Dagster instance already holds another profile's runs."""
+
+
+PROFILE_MARK = "profile.txt"  # which profile's asset history an instance holds
+
+
+def dagster_home(project: Path, profile: str) -> Path:
+    """The Dagster instance of ``profile``: ``$DAGSTER_HOME``, default
+    ``<project>/.dagster/<profile>``, created with :data:`INSTANCE_YAML` when it has none.
+
+    Every profile has the same asset keys (one graph, many profiles), so two profiles in one
+    instance would mix their materialisations, staleness and automation: an instance that
+    holds another profile's runs raises :class:`InstanceInUse`.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or project / ".dagster" / profile)
+    os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").is_file():
         (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    mark = home / PROFILE_MARK
+    if mark.is_file() and mark.read_text().strip() != profile:
+        raise InstanceInUse(
+            f"the Dagster instance {home} holds profile {mark.read_text().strip()!r}; "
+            f"profile {profile!r} would mix its assets with those: unset DAGSTER_HOME (each "
+            f"profile then gets <project>/.dagster/<name>) or point it at another folder"
+        )
+    mark.write_text(profile + "\n")
     return home
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m orchestration.run PROFILE``: print (and prepare) the profile's instance
+    folder; `make dagster` starts the UI on it."""
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    profile_path = Path(args[0] if args else "configs/pipeline/sample.yaml").resolve()
+    profile = load_profile(profile_path)
+    print(dagster_home(project_root_of(profile_path), profile.name))
+    return 0
 
 
 def missing_roots(profile: PipelineProfile) -> list[str]:
@@ -104,8 +137,9 @@ def prepare_data(profile: PipelineProfile, project: Path) -> None:
 def run_profile(profile_path: str | Path, overrides: dict[str, Any] | None = None) -> RunOutcome:
     """Run every asset of the profile in one Dagster run (module docstring).
 
-    Raises ``ConfigError`` for a bad profile or override and :class:`MissingData` naming
-    every absent source folder, before anything runs.
+    Raises ``ConfigError`` for a bad profile or override, :class:`MissingData` naming
+    every absent source folder and :class:`InstanceInUse` for another profile's instance,
+    before anything runs.
     """
     import dagster as dg
 
@@ -122,9 +156,9 @@ def run_profile(profile_path: str | Path, overrides: dict[str, Any] | None = Non
             "--set data.sources.<name>.root=DIR, or set CLOTHES_RETRIEVAL_SHARED_DATA)"
         )
     project = project_root_of(profile_path)
+    home = dagster_home(project, profile.name)
     start = time.time()
     prepare_data(profile, project)
-    home = dagster_home(project)
     defs = build_definitions(str(profile_path), json.dumps(overrides or {}))
     job = defs.resolve_job_def(PIPELINE_JOB)
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -142,3 +176,7 @@ def run_profile(profile_path: str | Path, overrides: dict[str, Any] | None = Non
                     if isinstance(v, dg.FloatMetadataValue)
                 }
     return RunOutcome(result.success, profile, time.time() - start, line, report, headline, failed)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

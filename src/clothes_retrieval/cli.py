@@ -77,7 +77,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from clothes_retrieval.profile import parse_overrides
-    from orchestration.run import MissingData, run_profile
+    from orchestration.run import InstanceInUse, MissingData, run_profile
 
     overrides = parse_overrides(args.set or [])
     try:
@@ -85,6 +85,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except MissingData as exc:
         print(f"{'skipped' if args.skip_missing else 'error'}: {exc}", file=sys.stderr)
         return 0 if args.skip_missing else 2
+    except InstanceInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     profile = outcome.profile
     if profile.tuning_of is not None:
         print(
@@ -95,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     status = "succeeded" if outcome.success else "FAILED: " + ", ".join(outcome.failed)
     print(f"\n{profile.name}: pipeline {status} in {outcome.seconds:.0f} s")
     print(f"  outputs:  {profile.output_dir}")
-    print(f"  Dagster:  DAGSTER_HOME={os.environ.get('DAGSTER_HOME')} (make dagster to browse)")
+    print(f"  Dagster:  {os.environ.get('DAGSTER_HOME')} (make dagster PROFILE={args.profile})")
     if outcome.report is not None:
         print(f"  report:   {outcome.report}")
         for key, value in outcome.headline.items():

@@ -229,3 +229,11 @@ def test_bad_override_and_missing_data_exit_2(tmp_path: Path, capsys, monkeypatc
     assert main([*args, "--skip-missing"]) == 0
     assert "skipped" in capsys.readouterr().err
     assert not (tmp_path / "home").exists()  # nothing ran
+
+
+def test_another_profile_is_refused_in_this_profiles_instance(ran: dict, capsys) -> None:
+    """Every profile has the same asset keys: one instance holds one profile's history."""
+    sample = str(REPO / "configs" / "pipeline" / "sample.yaml")
+    assert main(["run", "--profile", sample]) == 2
+    err = capsys.readouterr().err
+    assert f"{ran['home']} holds profile 'tiny'" in err and "'sample'" in err
