@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,18 +85,6 @@ def dagster_home(project: Path, profile: str) -> Path:
         )
     mark.write_text(profile + "\n")
     return home
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m orchestration.run PROFILE``: print (and prepare) the profile's instance
-    folder; `make dagster` starts the UI on it."""
-    import sys
-
-    args = argv if argv is not None else sys.argv[1:]
-    profile_path = Path(args[0] if args else "configs/pipeline/sample.yaml").resolve()
-    profile = load_profile(profile_path)
-    print(dagster_home(project_root_of(profile_path), profile.name))
-    return 0
 
 
 def missing_roots(profile: PipelineProfile) -> list[str]:
@@ -176,6 +165,16 @@ def run_profile(profile_path: str | Path, overrides: dict[str, Any] | None = Non
                     if isinstance(v, dg.FloatMetadataValue)
                 }
     return RunOutcome(result.success, profile, time.time() - start, line, report, headline, failed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m orchestration.run PROFILE``: print (and prepare) the profile's instance
+    folder; `make dagster` starts the UI on it."""
+    args = argv if argv is not None else sys.argv[1:]
+    profile_path = Path(args[0] if args else "configs/pipeline/sample.yaml").resolve()
+    profile = load_profile(profile_path)
+    print(dagster_home(project_root_of(profile_path), profile.name))
+    return 0
 
 
 if __name__ == "__main__":

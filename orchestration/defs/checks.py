@@ -7,7 +7,6 @@ import pandas as pd
 
 from clothes_retrieval.data.deepfashion2 import read_item_table
 from clothes_retrieval.data.schema import ITEM_COLUMNS, validate_item_table
-from clothes_retrieval.data.taxonomy import load_taxonomy
 from clothes_retrieval.profile import PipelineProfile
 from orchestration.defs.data_assets import COCO_EXPORTS, ITEM_TABLE, RETRIEVAL_CROPS, coco_splits
 from orchestration.defs.resources import PipelineResource
@@ -34,7 +33,7 @@ def item_table_schema(pipeline: PipelineResource) -> dg.AssetCheckResult:
 )
 def item_table_valid_boxes(pipeline: PipelineResource) -> dg.AssetCheckResult:
     profile = pipeline.load()
-    taxonomy = load_taxonomy(profile.data.taxonomy) if profile.data.taxonomy else None
+    taxonomy = profile.data.load_taxonomy()
     problems = (
         validate_item_table(_items(pipeline), taxonomy.category_ids)
         if taxonomy

@@ -15,7 +15,6 @@ from clothes_retrieval.data.coco import export_coco
 from clothes_retrieval.data.crops import export_retrieval_crops
 from clothes_retrieval.data.deepfashion2 import ReadResult, read_item_table, write_item_tables
 from clothes_retrieval.data.sources import read_sources
-from clothes_retrieval.data.taxonomy import load_taxonomy
 from clothes_retrieval.io import write_json
 from clothes_retrieval.profile import PipelineProfile
 from clothes_retrieval.versioning import (
@@ -109,7 +108,7 @@ def build_data_assets(profile: PipelineProfile) -> list:
         prof = pipeline.load()
         out_dir = pipeline.artifact_dir("item_table")
         versions = source_versions(prof.data.sources)
-        taxonomy = load_taxonomy(prof.data.taxonomy) if prof.data.taxonomy else None
+        taxonomy = prof.data.load_taxonomy()
         result = read_sources(
             prof.data.sources, taxonomy, search_split=prof.search.split, progress=False
         )
@@ -198,7 +197,7 @@ def build_data_assets(profile: PipelineProfile) -> list:
         items, version = _item_table(pipeline)
         if prof.detection.datasets is not None:
             items = items[items["dataset"].isin(list(prof.detection.datasets))]
-        taxonomy = load_taxonomy(prof.data.taxonomy) if prof.data.taxonomy else None
+        taxonomy = prof.data.load_taxonomy()
         out_dir = pipeline.artifact_dir("coco_exports")
         metadata: dict[str, object] = {"data_version": version}
         for split in coco_splits(prof):

@@ -14,7 +14,6 @@ import pandas as pd
 
 from clothes_retrieval.config import config_digest, dump_config
 from clothes_retrieval.data.deepfashion2 import read_item_table
-from clothes_retrieval.data.taxonomy import load_taxonomy
 from clothes_retrieval.detection.config import detector_config_path, load_detector_config
 from clothes_retrieval.detection.inference import IMAGE_COLUMNS, check_detections, run_detector
 from clothes_retrieval.detection.metrics import coco_metrics, metrics_table
@@ -65,7 +64,7 @@ def _detector_assets(name: str, profile: PipelineProfile) -> list:
         val_json = (
             coco_dir / f"{prof.search.split}.json" if stage.validate_during_training else None
         )
-        taxonomy = load_taxonomy(prof.data.taxonomy) if prof.data.taxonomy else None
+        taxonomy = prof.data.load_taxonomy()
         work_dir = pipeline.artifact_dir("detector", name)
         inputs = {
             "config": dump_config(config),

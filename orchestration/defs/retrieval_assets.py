@@ -20,7 +20,7 @@ from clothes_retrieval.retrieval import load_trained_model, train_retrieval_mode
 from clothes_retrieval.retrieval.config import get_model_config
 from clothes_retrieval.retrieval.embed import weights_are_finite
 from clothes_retrieval.retrieval.metrics import chance_recall_at_1
-from clothes_retrieval.search.experiments import build_embedding_set, save_embedding_set
+from clothes_retrieval.search.experiments import build_embedding_sets, save_embedding_set
 from clothes_retrieval.versioning import common_data_version, read_lineage, write_lineage
 from orchestration.defs.automation import REBUILD
 from orchestration.defs.data_assets import ITEM_TABLE, RETRIEVAL_CROPS
@@ -165,19 +165,19 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
         items = items[items["split"] == prof.search.split]
         out_root = pipeline.artifact_dir("embeddings", name)
         metadata: dict[str, object] = {"data_version": version}
-        for source in prof.search.box_sources:
-            es = build_embedding_set(
-                trained,
-                name,
-                source,
-                items,
-                fused,
-                protocol=prof.evaluation.protocol,
-                match_iou=prof.evaluation.match_iou,
-                batch_size=prof.retrieval.embed_batch_size,
-                device=prof.retrieval.device,
-                progress=False,
-            )
+        sets = build_embedding_sets(
+            trained,
+            name,
+            prof.search.box_sources,
+            items,
+            fused,
+            protocol=prof.evaluation.protocol,
+            match_iou=prof.evaluation.match_iou,
+            batch_size=prof.retrieval.embed_batch_size,
+            device=prof.retrieval.device,
+            progress=False,
+        )
+        for source, es in sets.items():
             save_embedding_set(es, out_root / source)
             metadata[f"{source}_queries"] = len(es.query_rows)
             metadata[f"{source}_gallery"] = len(es.gallery_rows)

@@ -12,12 +12,16 @@ import pandas as pd
 
 from clothes_retrieval.config import config_digest
 from clothes_retrieval.data.deepfashion2 import read_item_table
-from clothes_retrieval.index import IndexManifest, build_index, concatenate_embeddings
+from clothes_retrieval.index import (
+    IndexManifest,
+    build_index,
+    concatenate_embeddings,
+    publish_index,
+)
 from clothes_retrieval.profile import PipelineProfile
 from clothes_retrieval.report.evaluation import (
     default_publish,
     ensemble_members,
-    publish_index,
     run_evaluation,
 )
 from clothes_retrieval.search.experiments import load_embedding_set

@@ -8,6 +8,8 @@ Defaults live on the models, in one place.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,8 +113,6 @@ def with_overrides(config: C, overrides: dict[str, Any], *, source: str = "overr
 def config_digest(*parts: Any) -> str:
     """A short, stable digest of configs (models, mappings, plain values): the code version
     of a step that runs with them, so changing one key changes the digest."""
-    import hashlib
-    import json
 
     def plain(obj: Any) -> Any:
         return dump_config(obj) if isinstance(obj, BaseModel) else obj

@@ -84,6 +84,13 @@ class DataConfig(FrozenConfig):
     def sample_source(self) -> SourceConfig:
         return next(iter(self.sources.values()))
 
+    def load_taxonomy(self) -> Any:
+        """The :class:`~clothes_retrieval.data.taxonomy.Taxonomy` every source is mapped
+        through, or None (the sources' own categories)."""
+        from clothes_retrieval.data.taxonomy import load_taxonomy
+
+        return load_taxonomy(self.taxonomy) if self.taxonomy else None
+
 
 class DetectionStageConfig(FrozenConfig):
     """Which detectors this profile trains (one asset each) and how their boxes fuse."""

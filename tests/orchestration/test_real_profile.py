@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -72,8 +73,6 @@ def test_real_profile_runs_on_real_photos_and_prints_the_line_last(
     crops = pd.read_parquet(real / "retrieval_crops" / "crops.parquet")
     assert set(crops["dataset"]) == {"ccp", "products"} and set(crops["split"]) == {"train"}
     # the detectors learnt from the street photos only
-    import json
-
     coco = json.loads((real / "coco_exports" / "train.json").read_text())
     assert len(coco["images"]) == train["image_path"].nunique() == 8
     report = (real / "evaluation_report" / "report.md").read_text()

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from clothes_retrieval.evaluation import HIT_IOU, box_iou, write_submission_json
-from clothes_retrieval.io import atomic_dir
 from clothes_retrieval.profile import EvaluationConfig, PublishConfig, SearchStageConfig
 from clothes_retrieval.report.build import (
     ExampleQuery,
@@ -49,7 +48,6 @@ __all__ = [
     "default_publish",
     "ensemble_members",
     "headline_line",
-    "publish_index",
     "run_evaluation",
 ]
 
@@ -86,26 +84,6 @@ def headline_line(title: str, scores: Mapping[str, Mapping[int, float]]) -> str:
         f"{title}: gt acc@1 {fmt('gt', 1)} acc@10 {fmt('gt', 10)}, "
         f"detected acc@1 {fmt('fused', 1)} acc@10 {fmt('fused', 10)}"
     )
-
-
-def publish_index(
-    index_dir: str | Path, report_dir: str | Path, out_dir: str | Path, data_version: str
-) -> Path:
-    """Copy the index that passed the floor to ``out_dir`` for serving (atomically), with
-    the report's headline numbers and the data version it was built from."""
-    import json
-    import shutil
-
-    from clothes_retrieval.versioning import write_lineage
-
-    report = json.loads((Path(report_dir) / "report.json").read_text())
-    with atomic_dir(Path(out_dir)) as tmp:
-        for f in Path(index_dir).iterdir():
-            if f.is_file():
-                shutil.copy2(f, tmp / f.name)
-        (tmp / "evaluation.json").write_text(json.dumps(report["headline"], indent=2))
-        write_lineage(tmp, data_version)
-    return Path(out_dir)
 
 
 def default_publish(search: SearchStageConfig, models: list[str]) -> PublishConfig:
@@ -233,48 +211,29 @@ def run_evaluation(
     publish = default_publish(search, models)
     results: list[ExperimentResult] = []
     published: ExperimentResult | None = None
+    nn_name, nn_post = next(iter(search.postprocess.items()))
+    members, weights = ensemble_members(publish.name, search, models)
     for source in search.box_sources:
         if source not in sets:
             raise KeyError(
                 f"no embeddings for box source {source!r}; materialise the embeddings first"
             )
-        nn_name, nn_post = next(iter(search.postprocess.items()))
-        for m in models:
-            results.append(
-                run_experiment(
-                    Experiment(m, (m,), source, nn_post),
-                    sets[source],
-                    gt_items,
-                    index_config=search.index,
-                    protocol=protocol,
-                    ks=ks,
-                )
+        experiments = [Experiment(m, (m,), source, nn_post) for m in models]
+        experiments += [
+            Experiment(name, tuple(ens.models), source, nn_post, ens.weights)
+            for name, ens in search.ensembles.items()
+        ]
+        experiments += [
+            Experiment(publish.name, members, source, post, weights)
+            for post_name, post in search.postprocess.items()
+            if post_name != nn_name
+        ]
+        results += [
+            run_experiment(
+                e, sets[source], gt_items, index_config=search.index, protocol=protocol, ks=ks
             )
-        for name, ens in search.ensembles.items():
-            results.append(
-                run_experiment(
-                    Experiment(name, tuple(ens.models), source, nn_post, ens.weights),
-                    sets[source],
-                    gt_items,
-                    index_config=search.index,
-                    protocol=protocol,
-                    ks=ks,
-                )
-            )
-        members, weights = ensemble_members(publish.name, search, models)
-        for post_name, post in search.postprocess.items():
-            if post_name == nn_name:
-                continue
-            results.append(
-                run_experiment(
-                    Experiment(publish.name, members, source, post, weights),
-                    sets[source],
-                    gt_items,
-                    index_config=search.index,
-                    protocol=protocol,
-                    ks=ks,
-                )
-            )
+            for e in experiments
+        ]
     for r in results:
         post_name = next((k for k, v in search.postprocess.items() if v == r.experiment.post), None)
         if (
@@ -321,7 +280,6 @@ def run_evaluation(
                 "AP50 of WBF over the first n detectors, NMS over the same boxes as reference.",
             )
         )
-    nn_post = next(iter(search.postprocess.values()))
     for source, table_title in (
         ("gt", "Retrieval models with ground-truth boxes (Table 3 layout)"),
         ("fused", "Retrieval with fused boxes (Table 6 layout)"),
@@ -374,27 +332,22 @@ def run_evaluation(
     # The run's last line: the headline configuration (evaluation.headline, else the
     # published one) with nearest-neighbour search, per box source.
     head_name = evaluation.headline or publish.name
-    head_scores = {
-        r.experiment.box_source: dict(r.scores.accuracy)
+    head = {
+        r.experiment.box_source: r
         for r in results
         if r.experiment.name == head_name and r.experiment.post == nn_post
     }
+    head_scores = {source: dict(r.scores.accuracy) for source, r in head.items()}
     line = headline_line(title, head_scores)
     for source, acc in head_scores.items():
         for k in (1, 10):
             headline[f"{source} boxes, headline {head_name} Acc@{k}"] = float(acc[k])
     if protocol == "category":
-        head_gt = next(
-            r
-            for r in results
-            if r.experiment.name == head_name
-            and r.experiment.box_source == search.box_sources[0]
-            and r.experiment.post == nn_post
-        )
+        first = head[search.box_sources[0]]
         tables.append(
             ReportTable(
-                f"Acc@k per class: {head_name}, {head_gt.experiment.box_source} boxes",
-                _per_class(head_gt),
+                f"Acc@k per class: {head_name}, {first.experiment.box_source} boxes",
+                _per_class(first),
                 "A query is a hit at k when a gallery photo of its class is among its first k.",
             )
         )
@@ -412,13 +365,14 @@ def run_evaluation(
         "when a gallery photo of its class is among the first k; with detected boxes each "
         f"query is answered by its best fused box of IoU >= {evaluation.match_iou}, else missed."
     )
-    notes = [line]
-    if tuning_of:
-        notes.insert(
-            0,
-            f"TUNING RUN of {tuning_of}: queries are training photos of that "
-            "profile; choose settings here, then run that profile once.",
-        )
+    tuning = (
+        [
+            f"TUNING RUN of {tuning_of}: queries are training photos of that profile; "
+            "choose settings here, then run that profile once."
+        ]
+        if tuning_of
+        else []
+    )
     inputs = ReportInputs(
         title=f"Clothes retrieval: evaluation report ({title})",
         headline=headline,
@@ -432,7 +386,8 @@ def run_evaluation(
         data_version=data_version,
         configs=dict(configs or {}),
         notes=[
-            *notes,
+            *tuning,
+            line,
             f"Published: {publish.name} on {publish.box_source} boxes with {publish.postprocess}; "
             f"Acc@10 {published.scores.accuracy[10]:.4f} (floor {search.acc10_floor}).",
             protocol_note,

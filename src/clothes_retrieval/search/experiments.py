@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from clothes_retrieval.evaluation import (
+    DEFAULT_KS,
     RetrievalScores,
     category_queries,
     evaluate_category_retrieval,
@@ -54,7 +55,7 @@ __all__ = [
     "Experiment",
     "ExperimentResult",
     "box_rows",
-    "build_embedding_set",
+    "build_embedding_sets",
     "run_experiment",
     "experiments_table",
     "save_embedding_set",
@@ -150,10 +151,10 @@ class EmbeddingSet:
         return int(self.query.shape[1]) if self.query.ndim == 2 else 0
 
 
-def build_embedding_set(
+def build_embedding_sets(
     model: object,
     name: str,
-    box_source: str,
+    box_sources: Sequence[str],
     items: pd.DataFrame,
     fused: pd.DataFrame | None = None,
     *,
@@ -162,22 +163,32 @@ def build_embedding_set(
     batch_size: int = 64,
     device: str | None = None,
     progress: bool = True,
-) -> EmbeddingSet:
-    """Embed one split's query and gallery boxes of ``box_source`` with a trained model."""
+) -> dict[str, EmbeddingSet]:
+    """Embed one split's query and gallery boxes of each box source with a trained model.
+
+    Boxes already embedded for an earlier box source are not embedded again (under the
+    category protocol both box sources search the same ground-truth gallery)."""
     from clothes_retrieval.retrieval import embed_crops
 
-    q_rows, g_rows = box_rows(box_source, items, fused, protocol=protocol, match_iou=match_iou)
+    done: list[tuple[pd.DataFrame, np.ndarray]] = []  # (boxes, their embeddings)
 
     def embed(rows: pd.DataFrame) -> np.ndarray:
-        boxes = [
-            (path, (x1, y1, x2, y2))
-            for path, x1, y1, x2, y2 in rows[["image_path", "x1", "y1", "x2", "y2"]].itertuples(
-                index=False
-            )
-        ]
-        return embed_crops(model, boxes, batch_size=batch_size, device=device, progress=progress)  # type: ignore[arg-type]
+        boxes = rows[["image_path", "x1", "y1", "x2", "y2"]].reset_index(drop=True)
+        for seen, vectors in done:
+            if seen.equals(boxes):
+                return vectors
+        items_ = [(p, (x1, y1, x2, y2)) for p, x1, y1, x2, y2 in boxes.itertuples(index=False)]
+        vectors = embed_crops(  # type: ignore[arg-type]
+            model, items_, batch_size=batch_size, device=device, progress=progress
+        )
+        done.append((boxes, vectors))
+        return vectors
 
-    return EmbeddingSet(name, box_source, embed(q_rows), embed(g_rows), q_rows, g_rows)
+    sets = {}
+    for source in box_sources:
+        q_rows, g_rows = box_rows(source, items, fused, protocol=protocol, match_iou=match_iou)
+        sets[source] = EmbeddingSet(name, source, embed(q_rows), embed(g_rows), q_rows, g_rows)
+    return sets
 
 
 def save_embedding_set(es: EmbeddingSet, out_dir: str | Path) -> Path:
@@ -266,7 +277,7 @@ def run_experiment(
     index_config: IndexConfig | None = None,
     train_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     protocol: str = "deepfashion2",
-    ks: Sequence[int] | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
 ) -> ExperimentResult:
     """Rank and score by ``protocol`` (``sets``: model -> its set for the boxes); for
     ``deepfashion2`` through the submission records and the official rules."""
@@ -296,7 +307,7 @@ def run_experiment(
                 {m: train_pairs[m][1] for m in experiment.models}, weights=experiment.weights
             ),
         )
-    k = max(k, *ks) if ks else k
+    k = max(k, *ks)
     if len(query) == 0 and protocol == "category":
         # No box answered any query: every query is a miss (a score, not an error).
         ranking = np.zeros((0, k), dtype=np.int64)
@@ -309,13 +320,13 @@ def run_experiment(
     if protocol == "category":
         submission = None
         scores = evaluate_category_retrieval(
-            gt_items, first.query_rows, first.gallery_rows, ranking, ks or (1, 5, 10, 20)
+            gt_items, first.query_rows, first.gallery_rows, ranking, ks
         )
     else:
         submission = ranking_to_submission(
             first.query_rows, first.gallery_rows, ranking, n_entries=k
         )
-        scores = evaluate_retrieval(gt_items, submission, **({"ks": ks} if ks else {}))
+        scores = evaluate_retrieval(gt_items, submission, ks)
     logger.info(
         "%s (%s boxes, %s): %s",
         experiment.name,

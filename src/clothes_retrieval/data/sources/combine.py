@@ -23,7 +23,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
@@ -38,8 +38,8 @@ __all__ = ["ROLES", "SourceConfig", "SourcesResult", "TRAIN_SPLIT", "read_source
 log = logging.getLogger(__name__)
 
 TRAIN_SPLIT = "train"
-ROLES = ("splits", "training", "queries", "gallery")
 Role = Literal["splits", "training", "queries", "gallery"]
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 class SourceConfig(FrozenConfig):
@@ -89,10 +89,6 @@ class SourceConfig(FrozenConfig):
             raise ValueError(f"options: {sorted(reserved)} are set by the profile, not options")
         return self
 
-    def photo_ids(self) -> set[int] | None:
-        """The photo numbers this source reads (None: every photo)."""
-        return None if self.photos is None else set(range(self.photos[0], self.photos[1] + 1))
-
     def overlaps(self, other: SourceConfig) -> bool:
         """True when both read some of the same photos (same adapter and folder)."""
         if self.source != other.source or Path(self.root).resolve() != Path(other.root).resolve():
@@ -140,7 +136,7 @@ def _adapter_options(spec: SourceConfig, search_split: str, progress: bool) -> d
             raise ValueError(f"source {spec.source!r} reads one split at a time, not {splits}")
         opts["split"] = splits[0]  # a one-split source (e.g. ccp) labels what it reads
     if spec.photos is not None:
-        opts["image_ids"] = sorted(spec.photo_ids() or ())
+        opts["image_ids"] = list(range(spec.photos[0], spec.photos[1] + 1))
     return opts
 
 
@@ -172,7 +168,7 @@ def _place(items: pd.DataFrame, name: str, spec: SourceConfig, search_split: str
     else:
         split = TRAIN_SPLIT
     out = items.copy()
-    if out["split"].nunique() > 1 or (len(out) and out["split"].iloc[0] != split):
+    if (out["split"] != split).any():
         # One pool: keep the origin split in item_uid so uids stay unique.
         out["item_uid"] = [
             f"{d}/{split}:{u.split('/', 1)[1]}"
