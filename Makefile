@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 # torch threads ~4x slower than one. Passive waiting removes the penalty.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run real-benchmark test test-slow lint format dagster clean-outputs
+.PHONY: setup run real-benchmark test test-slow test-gpu lint format dagster clean-outputs
 
 setup:
 	@scripts/setup.sh
@@ -29,6 +29,9 @@ test: setup
 
 test-slow: setup
 	WANDB_MODE=disabled $(PY) -m pytest -m "slow"
+
+test-gpu: setup
+	@scripts/test_gpu.sh
 
 lint: setup
 	.venv/bin/ruff check src orchestration tests benchmarks

@@ -1,7 +1,22 @@
-"""Test-wide settings: offline, no tracking, CPU."""
+"""Test-wide settings: offline, no tracking; `gpu` tests skip, saying why, without CUDA."""
 
 import os
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device (torch.cuda.is_available() is False)")
+    for item in gpu_tests:
+        item.add_marker(skip)

@@ -140,10 +140,18 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
         deps=deps,
         group_name=RETRIEVAL_GROUP,
         automation_condition=REBUILD,
-        code_version=config_digest(search.split, search.box_sources, ev.protocol, ev.match_iou),
+        code_version=config_digest(
+            search.split,
+            search.box_sources,
+            ev.protocol,
+            ev.match_iou,
+            search.whitens() and search.whitening_train_max,
+        ),
         kinds={"numpy"},
         description=f"Query (consumer) and gallery (shop) embeddings of the search split by "
-        f"{name}, per box source (ground-truth and/or fused), N×D L2-normalised float32.",
+        f"{name}, per box source (ground-truth and/or fused), N×D L2-normalised float32; "
+        "when a post-processing setting whitens, also the training split's ground-truth boxes "
+        "(train/) that the whitening is fitted on.",
     )
     def embeddings(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
@@ -161,8 +169,10 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
         trained, _ = load_trained_model(
             pipeline.artifact_dir("model", name), device=prof.retrieval.device
         )
-        items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
-        items = items[items["split"] == prof.search.split]
+        all_items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
+        items = all_items[all_items["split"] == prof.search.split]
+        # Whitening is fitted on the training split's ground-truth boxes, never the gallery.
+        training = all_items[all_items["split"] == "train"] if prof.search.whitens() else None
         out_root = pipeline.artifact_dir("embeddings", name)
         metadata: dict[str, object] = {"data_version": version}
         sets = build_embedding_sets(
@@ -173,6 +183,8 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
             fused,
             protocol=prof.evaluation.protocol,
             match_iou=prof.evaluation.match_iou,
+            training_items=training,
+            training_max=prof.search.whitening_train_max,
             batch_size=prof.retrieval.embed_batch_size,
             device=prof.retrieval.device,
             progress=False,

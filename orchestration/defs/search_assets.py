@@ -24,7 +24,7 @@ from clothes_retrieval.report.evaluation import (
     ensemble_members,
     run_evaluation,
 )
-from clothes_retrieval.search.experiments import load_embedding_set
+from clothes_retrieval.search.experiments import TRAINING, load_embedding_set
 from clothes_retrieval.versioning import common_data_version, write_lineage
 from orchestration.defs.automation import REBUILD
 from orchestration.defs.data_assets import ITEM_TABLE
@@ -136,6 +136,14 @@ def build_search_assets(profile: PipelineProfile) -> list:
             }
             for source in prof.search.box_sources
         }
+        training = (
+            {
+                m: load_embedding_set(pipeline.artifact_dir("embeddings", m, TRAINING))
+                for m in models
+            }
+            if prof.search.whitens()
+            else None
+        )
         fused_dir = pipeline.artifact_dir("fused_boxes")
         det_path, fus_path = (
             fused_dir / "detection_table.parquet",
@@ -155,6 +163,7 @@ def build_search_assets(profile: PipelineProfile) -> list:
             data_version=version,
             configs={"profile": prof.dump()},
             tuning_of=str(prof.tuning_of) if prof.tuning_of else None,
+            training=training,
         )
         write_lineage(out_dir, version)
         acc10 = float(summary.published["Acc@10"])

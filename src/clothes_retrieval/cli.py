@@ -14,6 +14,7 @@ commands call single stages.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 from clothes_retrieval.config import ConfigError, load_yaml, validate_config
+from clothes_retrieval.versioning.dvc import DvcError
 
 logger = logging.getLogger("clothes_retrieval.cli")
 
@@ -36,11 +38,7 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
         data = {**data, "seed": args.seed}
     config = validate_config(SampleDataConfig, data, source=str(args.config or "<defaults>"))
     summary = generate_sample_data(config, args.out)
-    print(
-        json.dumps(
-            {k: str(v) if isinstance(v, Path) else v for k, v in vars(summary).items()}, indent=2
-        )
-    )
+    print(json.dumps(dataclasses.asdict(summary), indent=2, default=str))
     if args.dvc_track is not None:
         md5 = dvc_add(args.dvc_track, repo_root=args.dvc_repo)
         print(f"dvc: {args.dvc_track} -> {md5}")
@@ -54,7 +52,7 @@ def _cmd_items(args: argparse.Namespace) -> int:
         write_item_tables,
     )
 
-    config = ReaderConfig(splits=tuple(args.splits))
+    config = validate_config(ReaderConfig, {"splits": args.splits}, source="--splits")
     result = read_deepfashion2(args.root, config)
     paths = write_item_tables(result, args.out)
     print(f"{len(result.items)} items, {len(result.quarantine)} quarantined -> {paths['items']}")
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, DvcError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

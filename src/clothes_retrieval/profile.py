@@ -184,9 +184,18 @@ class SearchStageConfig(FrozenConfig):
         default=0.0, ge=0, le=1, description="publish only above this Acc@10"
     )
     examples: int = Field(default=8, ge=0, description="example queries drawn in the report")
+    whitening_train_max: int = Field(
+        default=20000,
+        ge=2,
+        description="training-split boxes embedded to fit whitening (a seeded sample above it)",
+    )
     paper_reference: dict[str, str] = Field(
         default_factory=dict, description="our model -> the paper's model (m0..m17) shown beside it"
     )
+
+    def whitens(self) -> bool:
+        """Whether a compared post-processing setting fits a whitening (on training vectors)."""
+        return any(p.whitening.mode != "none" for p in self.postprocess.values())
 
 
 class EvaluationConfig(FrozenConfig):

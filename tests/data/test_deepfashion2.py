@@ -150,29 +150,245 @@ def _no_items(b, mk):
     b.anno("validation", 10, {"source": "user", "pair_id": 9})
 
 
-# (writer, reason, item_index of the quarantined row or None, offending file kind)
+def _image_level(**anno):
+    """A writer of one image whose annotation has these image-level fields (and one item)."""
+
+    def write(b, mk):
+        b.image("validation", 10)
+        b.anno("validation", 10, {**anno, "item1": mk()})
+
+    return write
+
+
+def _bad_item(**overrides):
+    """A writer of one image: a good item1 and item2 with these field overrides."""
+
+    def write(b, mk):
+        _two_items(b, mk, mk(**overrides))
+
+    return write
+
+
+def _item_without(field):
+    def write(b, mk):
+        bad = mk()
+        del bad[field]
+        _two_items(b, mk, bad)
+
+    return write
+
+
+def _item_not_an_object(b, mk):
+    b.image("validation", 10)
+    b.anno("validation", 10, {"source": "shop", "pair_id": 9, "item1": mk(), "item2": [1, 2]})
+
+
+_NAN = float("nan")  # json.dumps writes NaN / Infinity, and json.loads reads them back
+
+# (writer, reason, item_index of the quarantined row or None, offending file kind,
+#  a fragment of the message that says which rule fired)
 CASES = {
-    "truncated_jpg": (_truncated_jpg, "corrupt_image", None, "image"),
-    "garbage_jpg": (_garbage_jpg, "corrupt_image", None, "image"),
-    "truncated_json": (_truncated_json, "malformed_json", None, "anno"),
-    "non_dict_json": (_non_dict_json, "malformed_json", None, "anno"),
-    "missing_source": (_missing_source, "missing_field", None, "anno"),
-    "bad_source": (_bad_source, "bad_value", None, "anno"),
-    "no_items": (_no_items, "missing_field", None, "anno"),
-    "missing_style": (_missing_style, "missing_field", 2, "anno"),
-    "mistyped_box": (_mistyped_box, "missing_field", 2, "anno"),
-    "negative_style": (_negative_style, "bad_value", 2, "anno"),
-    "box_outside": (_box_outside, "bad_box", 2, "anno"),
-    "zero_area_box": (_zero_area_box, "bad_box", 2, "anno"),
-    "category_14": (_category_14, "unknown_category", 2, "anno"),
-    "json_without_image": (_json_without_image, "missing_image", None, "anno"),
-    "image_without_json": (_image_without_json, "missing_annotation", None, "image"),
+    "truncated_jpg": (_truncated_jpg, "corrupt_image", None, "image", "cannot be decoded"),
+    "garbage_jpg": (_garbage_jpg, "corrupt_image", None, "image", "cannot be decoded"),
+    "truncated_json": (_truncated_json, "malformed_json", None, "anno", "not readable as JSON"),
+    "non_dict_json": (_non_dict_json, "malformed_json", None, "anno", "got list"),
+    "missing_source": (_missing_source, "missing_field", None, "anno", "'source' is absent"),
+    "mistyped_source": (
+        _image_level(source=1, pair_id=9),
+        "missing_field",
+        None,
+        "anno",
+        "'source' is a int",
+    ),
+    "bad_source": (_bad_source, "bad_value", None, "anno", "'source' is 'street'"),
+    "missing_pair_id": (
+        _image_level(source="user"),
+        "missing_field",
+        None,
+        "anno",
+        "'pair_id' is absent",
+    ),
+    "mistyped_pair_id": (
+        _image_level(source="user", pair_id="9"),
+        "missing_field",
+        None,
+        "anno",
+        "'pair_id' is '9'",
+    ),
+    "fractional_pair_id": (
+        _image_level(source="user", pair_id=9.5),
+        "missing_field",
+        None,
+        "anno",
+        "'pair_id' is 9.5",
+    ),
+    "negative_pair_id": (
+        _image_level(source="user", pair_id=-1),
+        "bad_value",
+        None,
+        "anno",
+        "'pair_id' is -1",
+    ),
+    "no_items": (_no_items, "missing_field", None, "anno", "no 'itemN' entries"),
+    "item_not_an_object": (
+        _item_not_an_object,
+        "missing_field",
+        2,
+        "anno",
+        "item2 is a list, expected an object",
+    ),
+    **{
+        f"missing_{field}": (
+            _item_without(field),
+            "missing_field",
+            2,
+            "anno",
+            f"item2.{field} is absent",
+        )
+        for field in (
+            "category_id",
+            "style",
+            "bounding_box",
+            "segmentation",
+            "landmarks",
+            "scale",
+            "occlusion",
+            "zoom_in",
+            "viewpoint",
+        )
+    },
+    "mistyped_category": (
+        _bad_item(category_id="1"),
+        "missing_field",
+        2,
+        "anno",
+        "item2.category_id is '1'",
+    ),
+    "fractional_scale": (_bad_item(scale=2.5), "missing_field", 2, "anno", "item2.scale is 2.5"),
+    "boolean_zoom_in": (_bad_item(zoom_in=True), "missing_field", 2, "anno", "item2.zoom_in is"),
+    "mistyped_box": (
+        _mistyped_box,
+        "missing_field",
+        2,
+        "anno",
+        "item2.bounding_box is '10,10,20,20'",
+    ),
+    "three_number_box": (
+        _bad_item(bounding_box=[10, 10, 20]),
+        "missing_field",
+        2,
+        "anno",
+        "item2.bounding_box",
+    ),
+    "flat_segmentation": (
+        _bad_item(segmentation=[10, 10, 20, 10, 20, 20]),
+        "missing_field",
+        2,
+        "anno",
+        "item2.segmentation",
+    ),
+    "mistyped_landmarks": (
+        _bad_item(landmarks=[10, 10, "2"]),
+        "missing_field",
+        2,
+        "anno",
+        "item2.landmarks",
+    ),
+    "negative_style": (_negative_style, "bad_value", 2, "anno", "item2.style is -1"),
+    # scale / occlusion / zoom_in / viewpoint: each field just below and just above 1..3
+    **{
+        f"{field}_{value}": (
+            _bad_item(**{field: value}),
+            "bad_value",
+            2,
+            "anno",
+            f"item2.{field} is {value}, expected 1..3",
+        )
+        for field in ("scale", "occlusion", "zoom_in", "viewpoint")
+        for value in (0, 4)
+    },
+    "nan_in_box": (
+        _bad_item(bounding_box=[10, 10, _NAN, 40]),
+        "bad_value",
+        2,
+        "anno",
+        "NaN or infinite",
+    ),
+    "infinite_landmark": (
+        _bad_item(landmarks=[20, 20, 2, float("inf"), 12, 1]),
+        "bad_value",
+        2,
+        "anno",
+        "NaN or infinite",
+    ),
+    "nan_in_segmentation": (
+        _bad_item(segmentation=[[30, 10, 50, _NAN, 30, 40, 10, 24]]),
+        "bad_value",
+        2,
+        "anno",
+        "NaN or infinite",
+    ),
+    "odd_length_polygon": (
+        _bad_item(segmentation=[[30, 10, 50, 24, 30, 40, 10, 24], [30, 10, 50, 24, 30]]),
+        "bad_value",
+        2,
+        "anno",
+        "segmentation[1] has 5 numbers",
+    ),
+    "landmarks_not_triples": (
+        _bad_item(landmarks=[20, 20, 2, 11, 9]),
+        "bad_value",
+        2,
+        "anno",
+        "landmarks must be [x, y, v] triples",
+    ),
+    "landmark_visibility_3": (
+        _bad_item(landmarks=[20, 20, 2, 11, 9, 3]),
+        "bad_value",
+        2,
+        "anno",
+        "landmarks must be [x, y, v] triples",
+    ),
+    "box_outside": (_box_outside, "bad_box", 2, "anno", "lies outside the 80x60 image"),
+    "box_left_of_image": (
+        _bad_item(box=(-2, 10, 20, 40)),
+        "bad_box",
+        2,
+        "anno",
+        "lies outside the 80x60 image",
+    ),
+    "zero_area_box": (_zero_area_box, "bad_box", 2, "anno", "has area 0 px²"),
+    "inverted_box_x": (_bad_item(box=(50, 10, 10, 40)), "bad_box", 2, "anno", "has area 0 px²"),
+    "inverted_box_y": (_bad_item(box=(10, 40, 50, 10)), "bad_box", 2, "anno", "has area 0 px²"),
+    "box_below_min_area": (
+        _bad_item(box=(10, 10, 10.5, 11)),
+        "bad_box",
+        2,
+        "anno",
+        "has area 0.5 px² inside",
+    ),
+    "category_14": (_category_14, "unknown_category", 2, "anno", "category_id is 14"),
+    "category_0": (_bad_item(category_id=0), "unknown_category", 2, "anno", "category_id is 0"),
+    "json_without_image": (
+        _json_without_image,
+        "missing_image",
+        None,
+        "anno",
+        "annotation has no image",
+    ),
+    "image_without_json": (
+        _image_without_json,
+        "missing_annotation",
+        None,
+        "image",
+        "image has no annotation",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_record_is_quarantined_and_the_rest_survive(good_df2, item_factory, case):
-    writer, reason, item_index, kind = CASES[case]
+    writer, reason, item_index, kind, fragment = CASES[case]
     writer(good_df2, item_factory)
     result = read(good_df2.root)
 
@@ -192,6 +408,7 @@ def test_bad_record_is_quarantined_and_the_rest_survive(good_df2, item_factory, 
     )
     assert row["path"] == str(path.absolute())
     assert str(path.name) in row["message"]  # names the file ...
+    assert fragment in row["message"]  # ... and the rule it breaks ...
     assert any(
         w in row["message"] for w in ("fix", "delete", "restore", "re-")
     )  # ... and what to do
@@ -202,6 +419,64 @@ def test_bad_record_is_quarantined_and_the_rest_survive(good_df2, item_factory, 
     if item_index is not None:
         assert "deepfashion2/validation/000010/1" in survivors
     assert validate_item_table(result.items) == []
+
+
+def test_non_integer_file_name_is_quarantined(good_df2, item_factory):
+    good_df2.image("validation", 10)
+    good_df2.anno("validation", 10, {"source": "user", "pair_id": 9, "item1": item_factory()})
+    image = good_df2.image_path("validation", 10).rename(good_df2.root / "validation/image/a10.jpg")
+    good_df2.anno_path("validation", 10).rename(good_df2.root / "validation/annos/a10.json")
+    result = read(good_df2.root)
+    q = result.quarantine
+    assert len(q) == 1, q.to_dict("records")
+    row = q.iloc[0]
+    assert (row["reason"], row["split"], row["path"]) == ("bad_value", "validation", str(image))
+    assert pd.isna(row["image_id"]) and pd.isna(row["item_index"])
+    assert "file name 'a10' is not an integer image id" in row["message"]
+    assert len(result.items) == 7
+
+
+def test_min_box_area_is_configurable_and_applies_after_clipping(df2, item_factory):
+    # 6x5 = 30 px² as annotated; 5x5 = 25 px² once clipped to the image (x1 -1 -> 0).
+    df2.record("validation", 1, "user", 1, [item_factory(box=(-1, 10, 5, 15))])
+    df2.record("validation", 2, "user", 2, [item_factory(box=(10, 10, 16, 15))])  # 30 px²
+    default = read(df2.root, ReaderConfig(splits=("validation",)))
+    assert default.quarantine.empty and len(default.items) == 2
+    strict = read(df2.root, ReaderConfig(splits=("validation",), min_box_area=28))
+    assert strict.items["image_id"].tolist() == [2]
+    assert strict.quarantine["reason"].tolist() == ["bad_box"]
+    assert strict.quarantine["image_id"].tolist() == [1]
+    assert "has area 25 px² inside the image (minimum 28" in strict.quarantine["message"][0]
+
+
+@pytest.mark.parametrize("box", [(10, 10, 10, 40), (10, 10, 40, 10), (40, 10, 10, 40)])
+def test_empty_or_inverted_box_is_bad_even_without_a_minimum_area(df2, item_factory, box):
+    df2.record("validation", 1, "user", 1, [item_factory(box=box)])
+    df2.record("validation", 2, "user", 2, [item_factory(box=(10, 10, 10.5, 10.5))])
+    result = read(df2.root, ReaderConfig(splits=("validation",), min_box_area=0))
+    assert result.items["image_id"].tolist() == [2]  # a tiny box passes with no minimum
+    assert result.quarantine["reason"].tolist() == ["bad_box"]
+    assert "x2 must exceed x1 and y2 exceed y1" in result.quarantine["message"][0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason", "fragment"),
+    [
+        # a missing field is reported before any value check
+        ({"category_id": 14, "scale": None}, "missing_field", "item1.scale is None"),
+        # the category before the ranges, the ranges before the coordinates
+        ({"category_id": 14, "scale": 9}, "unknown_category", "category_id is 14"),
+        ({"scale": 9, "bounding_box": [10, 8, _NAN, 40]}, "bad_value", "item1.scale is 9"),
+        # coordinates are checked before the box
+        ({"box": (10, 8, 500, 40), "landmarks": [1, 1, 5]}, "bad_value", "landmarks must be"),
+    ],
+    ids=["field_before_category", "category_before_range", "range_before_nan", "lm_before_box"],
+)
+def test_the_first_problem_decides_the_reason(df2, item_factory, overrides, reason, fragment):
+    df2.record("validation", 1, "user", 1, [item_factory(**overrides)])
+    q = read(df2.root, ReaderConfig(splits=("validation",))).quarantine
+    assert q["reason"].tolist() == [reason]
+    assert fragment in q["message"][0]
 
 
 def test_all_bad_records_at_once_do_not_sink_the_run(good_df2, item_factory, caplog):
@@ -216,10 +491,10 @@ def test_all_bad_records_at_once_do_not_sink_the_run(good_df2, item_factory, cap
     caplog.set_level(logging.INFO, logger="clothes_retrieval.data.deepfashion2")
     result = read(good_df2.root)
     assert len(result.quarantine) == len(CASES)
-    expected = sorted(reason for _, reason, _, _ in CASES.values())
+    expected = sorted(reason for _, reason, _, _, _ in CASES.values())
     assert sorted(result.quarantine["reason"]) == expected
-    assert len(result.items) == 7 + sum(1 for _, _, idx, _ in CASES.values() if idx is not None)
-    assert "quarantined 15 records" in caplog.text
+    assert len(result.items) == 7 + sum(1 for _, _, idx, _, _ in CASES.values() if idx is not None)
+    assert f"quarantined {len(CASES)} records" in caplog.text
 
 
 def test_box_exceeding_by_at_most_tolerance_is_clipped(df2, item_factory):

@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
 from clothes_retrieval.config import ConfigError, validate_config
+from clothes_retrieval.data import ReaderConfig, read_deepfashion2
 from clothes_retrieval.data import sample as sample_mod
 from clothes_retrieval.data.garments import GARMENTS
 from clothes_retrieval.data.sample import (
@@ -19,7 +21,7 @@ from clothes_retrieval.data.sample import (
     SampleDataConfig,
     generate_sample_data,
 )
-from clothes_retrieval.data.schema import CATEGORIES
+from clothes_retrieval.data.schema import CATEGORIES, QUARANTINE_REASONS
 
 SPLITS = ("train", "validation")
 ITEM_FIELDS = {
@@ -235,6 +237,69 @@ def test_defects_are_injected_as_listed(sample):
             assert "source" not in rec or any("style" not in it for it in items)
 
 
+# Each way the generator breaks a record (its defect ``detail``) -> the row the reader must
+# write for it: (defect kind = quarantine reason, item_index, file named, message fragment).
+QUARANTINE_OF_DEFECT = {
+    "JPEG truncated to its first 30% of bytes": (
+        "corrupt_image",
+        None,
+        "image",
+        "image cannot be decoded",
+    ),
+    "annotation JSON truncated half way": ("malformed_json", None, "annos", "not readable as JSON"),
+    "item1 bounding_box outside the image": ("bad_box", 1, "annos", "lies outside the"),
+    "item1 bounding_box of zero area": ("bad_box", 1, "annos", "has area 0 px²"),
+    "item1 category_id 14": ("unknown_category", 1, "annos", "item1.category_id is 14"),
+    "image-level 'source' removed": ("missing_field", None, "annos", "'source' is absent"),
+    "item1 'style' removed": ("missing_field", 1, "annos", "item1.style is absent"),
+    "image file not written": ("missing_image", None, "annos", "annotation has no image"),
+}
+
+
+@pytest.fixture(scope="module")
+def defect_sample(tmp_path_factory):
+    """Few clean photos, six defects per split: every defect kind in both splits, so each
+    variant (even / odd occurrence of a kind) is injected once."""
+    out = tmp_path_factory.mktemp("defects") / "df2"
+    cfg = tiny_config(groups={"train": 2, "validation": 2}, defects=len(DEFECT_KINDS))
+    summary = generate_sample_data(cfg, out, progress=False)
+    return out, summary, json.loads((out / MANIFEST_NAME).read_text())
+
+
+def test_each_injected_defect_is_quarantined_with_its_reason(defect_sample):
+    out, summary, manifest = defect_sample
+    defects = manifest["defects"]
+    assert {d["kind"] for d in defects} == set(DEFECT_KINDS)
+    assert {d["detail"] for d in defects} == set(QUARANTINE_OF_DEFECT)  # every variant
+    result = read_deepfashion2(out, ReaderConfig(), progress=False)
+    q = result.quarantine
+
+    # One quarantine row per defect, none for a clean record.
+    rows = {(r["split"], r["image_id"]): r for r in q.to_dict("records")}
+    assert len(rows) == len(q) == len(defects), q[["split", "image_id", "reason"]]
+    assert set(rows) == {(d["split"], d["image_id"]) for d in defects}
+    extra_items = 0
+    for d in defects:
+        row = rows[(d["split"], d["image_id"])]
+        kind, item_index, folder, fragment = QUARANTINE_OF_DEFECT[d["detail"]]
+        assert d["kind"] == kind and row["reason"] == kind and kind in QUARANTINE_REASONS, d
+        name = d["image_file"] if folder == "image" else d["annotation_file"]
+        assert row["path"] == str(out.absolute() / d["split"] / folder / name), d
+        assert fragment in row["message"], (d, row["message"])
+        if item_index is None:
+            assert pd.isna(row["item_index"]), d
+        else:
+            assert row["item_index"] == item_index, d
+            anno = json.loads((out / d["split"] / "annos" / d["annotation_file"]).read_text())
+            extra_items += len(items_of(anno)) - 1  # the photo's other garments are good
+
+    # The clean items all survive, plus the good garments of item-level defects.
+    assert len(result.items) == summary.items + extra_items
+    uids = set(result.items["item_uid"])
+    for d in defects:
+        assert f"deepfashion2/{d['split']}/{d['image_id']:06d}/1" not in uids, d
+
+
 def test_near_duplicate_products(sample):
     _, summary, manifest = sample
     products = {}
@@ -325,23 +390,57 @@ def test_config_defaults_and_validation():
         validate_config(SampleDataConfig, {"shop": {"photos_per_style_min": 3}})
 
 
+def contact_sheet(tiles: list[Image.Image], columns: int = 4, cell: int = 100) -> Image.Image:
+    """Tiles pasted row by row into ``cell`` x ``cell`` squares on black, ``columns`` wide."""
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * cell, rows * cell))
+    for i, im in enumerate(tiles):
+        sheet.paste(im, ((i % columns) * cell, (i // columns) * cell))
+    return sheet
+
+
+def annotated(im: Image.Image, rec) -> Image.Image:
+    """The photo with its boxes in red and its polygons in green."""
+    im = im.convert("RGB")
+    draw = ImageDraw.Draw(im)
+    for it in items_of(rec):
+        for poly in it["segmentation"]:
+            pts = list(zip(poly[::2], poly[1::2], strict=True))
+            draw.line(pts + pts[:1], fill=(0, 255, 0))
+        draw.rectangle(it["bounding_box"], outline=(255, 0, 0))
+    return im
+
+
 def test_contact_sheet(sample, tmp_path):
     """Render a few photos with their boxes and outlines for a person to look at."""
     out, _, manifest = sample
-    tiles = []
+    photos, tiles = [], []
     for split, path, rec, _ in clean_records(out, manifest):
-        im = Image.open(out / split / "image" / f"{path.stem}.jpg").convert("RGB")
-        draw = ImageDraw.Draw(im)
-        for it in items_of(rec):
-            draw.rectangle(it["bounding_box"], outline=(255, 0, 0))
-            for poly in it["segmentation"]:
-                pts = list(zip(poly[::2], poly[1::2], strict=True))
-                draw.line(pts + pts[:1], fill=(0, 255, 0))
-        tiles.append(im)
+        with Image.open(out / split / "image" / f"{path.stem}.jpg") as im:
+            photos.append(im.convert("RGB"))
+        tiles.append(annotated(photos[-1], rec))
         if len(tiles) == 12:
             break
-    sheet = Image.new("RGB", (4 * 100, 3 * 100))
-    for i, im in enumerate(tiles):
-        sheet.paste(im, ((i % 4) * 100, (i // 4) * 100))
-    sheet.save(tmp_path / "contact_sheet.png")
-    assert (tmp_path / "contact_sheet.png").stat().st_size > 0
+    assert len(tiles) == 12 and all(t.width <= 100 and t.height <= 100 for t in tiles)
+    contact_sheet(tiles).save(tmp_path / "contact_sheet.png")
+
+    with Image.open(tmp_path / "contact_sheet.png") as im:
+        sheet = np.asarray(im.convert("RGB"))
+    assert sheet.shape == (3 * 100, 4 * 100, 3)  # the 4 x 3 grid of 100 px cells
+    red, green = np.array([255, 0, 0]), np.array([0, 255, 0])
+    cells = []
+    for i, (photo, tile) in enumerate(zip(photos, tiles, strict=True)):
+        x0, y0 = (i % 4) * 100, (i // 4) * 100
+        cell = sheet[y0 : y0 + 100, x0 : x0 + 100]
+        w, h = tile.size
+        # The cell holds its own annotated photo, pixel for pixel (PNG is lossless), on black.
+        assert np.array_equal(cell[:h, :w], np.asarray(tile)), i
+        assert not cell[h:].any() and not cell[:, w:].any(), i
+        # ... which is the photo itself plus the drawing: a box outline and a polygon.
+        drawn = (cell[:h, :w] != np.asarray(photo)).any(-1)
+        assert 0.005 < drawn.mean() < 0.5, i
+        assert (cell[:h, :w][drawn] == red).all(-1).sum() >= 8, i
+        assert (cell[:h, :w][drawn] == green).all(-1).sum() >= 8, i
+        assert cell[:h, :w].std() > 10, i  # a photo, not a flat colour
+        cells.append(cell[:h, :w].tobytes())
+    assert len(set(cells)) == 12  # twelve different photos

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import yaml
 from dagster._core.definitions.data_version import StaleStatus
@@ -92,6 +93,14 @@ def test_the_whole_graph_runs_as_one_run_and_ends_with_the_line(ran: dict) -> No
         assert read_lineage(out / folder) == dvc_hash, folder
     report = (out / "evaluation_report" / "report.md").read_text()
     assert "Table 3 layout" in report and "Table 5 layout" in report and "paper: atss" in report
+    # the official submission JSON lies beside the report folder, as the README says
+    readme = (REPO / "README.md").read_text()
+    assert "beside it, `evaluation_report_submission.json`" in readme
+    assert (out / "evaluation_report_submission.json").is_file()
+    # whitening is fitted on the training split's ground-truth boxes, embedded for it
+    assert "whiten-pca" in report
+    train = pd.read_parquet(out / "embeddings" / "sample_lite0_gem" / "train" / "query.parquet")
+    assert set(train["split"]) == {"train"} and len(train) > 8
 
 
 def test_changing_one_models_config_makes_exactly_it_and_its_downstream_stale(

@@ -45,6 +45,8 @@ TINY_SEARCH: dict = {
     "postprocess": {
         "nearest neighbour": {},
         "re-ranking": {"rerank": {"enabled": True, "k1": 5, "k2": 2}},
+        # fitted on the training split's embeddings (a few dozen boxes: 8 dimensions)
+        "pca whitening": {"whitening": {"mode": "pca", "dim": 8}},
     },
     "publish": {"name": "both", "box_source": "gt"},
     "acc10_floor": 0.0,

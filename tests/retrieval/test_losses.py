@@ -90,8 +90,89 @@ def test_zero_weight_parts_are_not_built():
     assert math.isfinite(loss(e, None, y).total.item())
 
 
-@pytest.mark.parametrize("miner", ["none", "batch_hard", "triplet_margin", "multi_similarity"])
-def test_miners_by_name(miner):
-    cfg = LossConfig.model_validate({"triplet": {"miner": {"name": miner}}})
-    e, logits, y = _batch()
-    assert math.isfinite(RetrievalLoss(cfg, 4, 16)(e, logits, y).parts["triplet"].item())
+def _dist(e: torch.Tensor) -> list[list[float]]:
+    n = len(e)
+    return [[float(torch.linalg.norm(e[i] - e[j])) for j in range(n)] for i in range(n)]
+
+
+def _triplet_by_hand(e: torch.Tensor, y: torch.Tensor, miner: str, margin: float) -> float:
+    """pml's TripletMarginLoss (L2 distance, mean over the non-zero terms) on the triplets
+    each miner keeps, written as loops."""
+    d, lab, n = _dist(e.detach()), y.tolist(), len(y)
+    triplets = []
+    for a in range(n):
+        pos = [p for p in range(n) if p != a and lab[p] == lab[a]]
+        neg = [q for q in range(n) if lab[q] != lab[a]]
+        if miner == "batch_hard":  # the farthest positive and the closest negative
+            triplets.append((a, max(pos, key=lambda p: d[a][p]), min(neg, key=lambda q: d[a][q])))
+        else:
+            for p in pos:
+                for q in neg:
+                    semihard = d[a][p] < d[a][q] <= d[a][p] + 0.1  # the miner's own margin
+                    if miner == "none" or semihard:
+                        triplets.append((a, p, q))
+    terms = [max(d[a][p] - d[a][q] + margin, 0.0) for a, p, q in triplets]
+    nonzero = [t for t in terms if t > 0]
+    return sum(nonzero) / len(nonzero) if nonzero else 0.0
+
+
+@pytest.mark.parametrize("miner", ["none", "batch_hard", "triplet_margin"])
+def test_triplet_loss_uses_the_triplets_its_miner_chooses(miner):
+    cfg = LossConfig.model_validate(
+        {
+            "softmax": {"weight": 0},
+            "center": {"weight": 0},
+            "multi_similarity": {"weight": 0},
+            "triplet": {"margin": 0.2, "miner": {"name": miner, "margin": 0.1}},
+        }
+    )
+    e, _, y = _batch()
+    got = RetrievalLoss(cfg, 4, 16)(e, None, y).parts["triplet"].item()
+    assert got == pytest.approx(_triplet_by_hand(e, y, miner, 0.2), rel=1e-5)
+    others = {m for m in ("none", "batch_hard", "triplet_margin") if m != miner}
+    # the miners choose different triplets here, so a miner that was ignored would show
+    assert all(abs(got - _triplet_by_hand(e, y, other, 0.2)) > 1e-4 for other in others), (
+        miner,
+        got,
+    )
+
+
+def _ms_by_hand(e, y, alpha, beta, base, epsilon: float | None) -> float:
+    """Multi-similarity loss (Wang et al. 2019) as loops; with ``epsilon``, the MS miner's
+    pairs first: negatives harder than the easiest positive, positives harder than the
+    hardest negative, each by epsilon."""
+    s = (e @ e.T).detach().tolist()
+    lab, n = y.tolist(), len(y)
+    total = 0.0
+    for a in range(n):
+        pos = [s[a][p] for p in range(n) if p != a and lab[p] == lab[a]]
+        neg = [s[a][q] for q in range(n) if lab[q] != lab[a]]
+        if epsilon is not None:
+            pos, neg = (
+                [v for v in pos if v - epsilon < max(neg)],
+                [v for v in neg if v + epsilon > min(pos)],
+            )
+        if pos:
+            total += math.log1p(sum(math.exp(-alpha * (v - base)) for v in pos)) / alpha
+        if neg:
+            total += math.log1p(sum(math.exp(beta * (v - base)) for v in neg)) / beta
+    return total / n
+
+
+@pytest.mark.parametrize("miner", ["none", "multi_similarity"])
+def test_multi_similarity_loss_matches_the_formula_on_the_mined_pairs(miner):
+    ms = {"alpha": 2.0, "beta": 10.0, "base": 0.5, "miner": {"name": miner, "epsilon": 0.1}}
+    cfg = LossConfig.model_validate(
+        {
+            "softmax": {"weight": 0},
+            "center": {"weight": 0},
+            "triplet": {"weight": 0},
+            "multi_similarity": ms,
+        }
+    )
+    e, _, y = _batch()
+    got = RetrievalLoss(cfg, 4, 16)(e, None, y).parts["multi_similarity"].item()
+    eps = 0.1 if miner == "multi_similarity" else None
+    assert got == pytest.approx(_ms_by_hand(e, y, 2.0, 10.0, 0.5, eps), rel=1e-5)
+    other = None if eps is not None else 0.1
+    assert abs(got - _ms_by_hand(e, y, 2.0, 10.0, 0.5, other)) > 1e-4

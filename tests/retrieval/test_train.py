@@ -128,3 +128,19 @@ def test_backbone_lr_mult_scales_only_the_backbone():
         assert group["lr"] == pytest.approx(0.025 if in_backbone.pop() else 0.1)
         seen += len(group["params"])
     assert seen == sum(1 for p in module.parameters() if p.requires_grad)
+
+
+def test_training_writes_an_offline_wandb_run_with_its_losses(train_crops, tmp_path, monkeypatch):
+    from tests.test_tracking import read_offline_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = tiny_config(train={"epochs": 2})
+    result = train_retrieval_model(cfg, train_crops, None, tmp_path / "run", progress=False)
+    run_id, config, history, summary = read_offline_run(tmp_path / "run")
+    assert run_id and config["model"]["backbone"] == "test_efficientnet"
+    epochs = [row for row in history if "train/images_per_s" in row]  # one row per epoch
+    assert [row["train/loss"] for row in epochs] == pytest.approx(
+        [r["loss"] for r in result.history]
+    )
+    assert summary["epochs"] == 2

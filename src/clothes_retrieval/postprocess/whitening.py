@@ -99,15 +99,32 @@ def _eigh_desc(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return val[order], vec[:, order]
 
 
-def fit_pca_whitening(x: np.ndarray, dim: int | None = None, eps: float = 1e-9) -> Whitening:
-    """Learn PCA whitening on (N, D) features (usually the gallery).
+def fit_pca_whitening(
+    x: np.ndarray,
+    dim: int | None = None,
+    eps: float = 1e-9,
+    *,
+    allow_rank_deficient: bool = False,
+) -> Whitening:
+    """Learn PCA whitening on (N, D) *training* features and keep ``dim`` dimensions.
 
-    ``eps`` is added to every eigenvalue before ``1 / sqrt``: directions with (near) zero
-    variance, inevitable when N <= D, would otherwise be blown up without bound.
+    Fit it on embeddings of the training split, never on the gallery it will transform:
+    ``N`` centred samples span at most ``N - 1`` directions, and whitening scales every
+    direction to unit variance, so the directions the sample does not span (noise, or
+    nothing at all) are blown up as much as the ones it does. Hence a fit that keeps more
+    dimensions than ``N - 1`` is refused unless ``allow_rank_deficient``; ``eps`` is added
+    to every eigenvalue before ``1 / sqrt`` so that such a fit, when asked for, is finite.
     """
     x = _check_features(x)
     n, d = x.shape
     dim = _check_dim(dim, d)
+    if dim > n - 1 and not allow_rank_deficient:
+        raise ValueError(
+            f"PCA whitening to {dim} dimensions from {n} samples: {n} centred samples span "
+            f"at most {n - 1} directions, the rest would be noise blown up to unit variance. "
+            f"Fit on more training embeddings, keep at most {n - 1} dimensions "
+            "(whitening.dim), or set whitening.allow_rank_deficient: true"
+        )
     mean = x.mean(axis=0)
     xc = x - mean
     cov = xc.T @ xc / n  # (D, D)
@@ -117,10 +134,6 @@ def fit_pca_whitening(x: np.ndarray, dim: int | None = None, eps: float = 1e-9) 
         raise ValueError(
             f"covariance has {int(np.sum(val + eps <= 0))} non-positive eigenvalues among the "
             f"first {dim}; lower dim (rank is at most N-1 = {n - 1}) or raise eps"
-        )
-    if dim > n - 1:
-        log.warning(
-            "PCA whitening keeps %d dimensions but %d samples span at most %d", dim, n, n - 1
         )
     projection = vec.T / np.sqrt(val + eps)[:, None]  # (dim, D)
     return Whitening(mean=mean, projection=projection)

@@ -201,8 +201,11 @@ def run_evaluation(
     data_version: str = "",
     configs: Mapping[str, Any] | None = None,
     tuning_of: str | None = None,
+    training: Mapping[str, EmbeddingSet] | None = None,
 ) -> EvaluationSummary:
     """``sets[box_source][model]`` -> the report in ``out_dir`` and its headline numbers.
+
+    ``training``: model -> its training-split set, which whitening steps are fitted on.
 
     ``tuning_of``: this is a tuning run of that profile (said at the top of the report)."""
     out_dir = Path(out_dir)
@@ -230,7 +233,13 @@ def run_evaluation(
         ]
         results += [
             run_experiment(
-                e, sets[source], gt_items, index_config=search.index, protocol=protocol, ks=ks
+                e,
+                sets[source],
+                gt_items,
+                index_config=search.index,
+                training=training,
+                protocol=protocol,
+                ks=ks,
             )
             for e in experiments
         ]

@@ -57,6 +57,8 @@ __all__ = [
     "box_rows",
     "build_embedding_sets",
     "run_experiment",
+    "training_pairs",
+    "TRAINING",
     "experiments_table",
     "save_embedding_set",
     "load_embedding_set",
@@ -151,6 +153,38 @@ class EmbeddingSet:
         return int(self.query.shape[1]) if self.query.ndim == 2 else 0
 
 
+TRAINING = "train"  # the EmbeddingSet of training-split GT boxes that whitening is fitted on
+
+
+def training_pairs(es: EmbeddingSet, protocol: str = "deepfashion2") -> np.ndarray:
+    """(P, 2) row indices into ``vstack([es.query, es.gallery])`` of matching (consumer,
+    shop) boxes of a training :class:`EmbeddingSet`: the same ``pair_id`` and ``style``
+    (> 0) under ``deepfashion2``; under ``category`` each query paired with one gallery box
+    of its class (taken in turn)."""
+    q, g = es.query_rows.reset_index(drop=True), es.gallery_rows.reset_index(drop=True)
+    offset = len(q)
+    pairs: list[tuple[int, int]] = []
+    if protocol == "category":
+        by_class = g.groupby("category_id").indices
+        for i, cat in enumerate(q["category_id"]):
+            rows = by_class.get(cat)
+            if rows is not None and len(rows):
+                pairs.append((i, offset + int(rows[i % len(rows)])))
+    else:
+        key = list(zip(g["pair_id"], g["style"], strict=True))
+        index: dict[tuple, list[int]] = {}
+        for j, kj in enumerate(key):
+            index.setdefault(kj, []).append(j)
+        for i, kq in enumerate(zip(q["pair_id"], q["style"], strict=True)):
+            if kq[1] > 0:
+                pairs += [(i, offset + j) for j in index.get(kq, [])]
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _sample_rows(rows: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    return rows if len(rows) <= n else rows.sample(n=n, random_state=seed).sort_index()
+
+
 def build_embedding_sets(
     model: object,
     name: str,
@@ -160,6 +194,8 @@ def build_embedding_sets(
     *,
     protocol: str = "deepfashion2",
     match_iou: float = 0.5,
+    training_items: pd.DataFrame | None = None,
+    training_max: int = 20000,
     batch_size: int = 64,
     device: str | None = None,
     progress: bool = True,
@@ -167,7 +203,10 @@ def build_embedding_sets(
     """Embed one split's query and gallery boxes of each box source with a trained model.
 
     Boxes already embedded for an earlier box source are not embedded again (under the
-    category protocol both box sources search the same ground-truth gallery)."""
+    category protocol both box sources search the same ground-truth gallery). With
+    ``training_items`` (the training split's item table) the result also holds
+    :data:`TRAINING`: its ground-truth boxes (at most ``training_max``, a seeded sample
+    split between consumer and shop), which whitening is fitted on."""
     from clothes_retrieval.retrieval import embed_crops
 
     done: list[tuple[pd.DataFrame, np.ndarray]] = []  # (boxes, their embeddings)
@@ -188,6 +227,12 @@ def build_embedding_sets(
     for source in box_sources:
         q_rows, g_rows = box_rows(source, items, fused, protocol=protocol, match_iou=match_iou)
         sets[source] = EmbeddingSet(name, source, embed(q_rows), embed(g_rows), q_rows, g_rows)
+    if training_items is not None:
+        q_rows, g_rows = box_rows("gt", training_items, protocol=protocol)
+        half = max(training_max // 2, 1)
+        q_rows = _sample_rows(q_rows, half).reset_index(drop=True)
+        g_rows = _sample_rows(g_rows, training_max - len(q_rows)).reset_index(drop=True)
+        sets[TRAINING] = EmbeddingSet(name, TRAINING, embed(q_rows), embed(g_rows), q_rows, g_rows)
     return sets
 
 
@@ -275,12 +320,13 @@ def run_experiment(
     *,
     k: int = 20,
     index_config: IndexConfig | None = None,
-    train_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    training: Mapping[str, EmbeddingSet] | None = None,
     protocol: str = "deepfashion2",
     ks: Sequence[int] = DEFAULT_KS,
 ) -> ExperimentResult:
     """Rank and score by ``protocol`` (``sets``: model -> its set for the boxes); for
-    ``deepfashion2`` through the submission records and the official rules."""
+    ``deepfashion2`` through the submission records and the official rules. ``training``:
+    model -> its :data:`TRAINING` set, which a whitening step is fitted on."""
     chosen = [sets[m] for m in experiment.models]
     first = chosen[0]
     for es in chosen[1:]:
@@ -297,15 +343,15 @@ def run_experiment(
     gallery = concatenate_embeddings(
         {es.model: es.gallery for es in chosen}, weights=experiment.weights
     )
-    pairs = None
-    if train_pairs is not None and all(m in train_pairs for m in experiment.models):
-        pairs = (
+    training_vectors = None
+    if training is not None and all(m in training for m in experiment.models):
+        chosen_train = [training[m] for m in experiment.models]
+        training_vectors = (
             concatenate_embeddings(
-                {m: train_pairs[m][0] for m in experiment.models}, weights=experiment.weights
+                {es.model: np.vstack([es.query, es.gallery]) for es in chosen_train},
+                weights=experiment.weights,
             ),
-            concatenate_embeddings(
-                {m: train_pairs[m][1] for m in experiment.models}, weights=experiment.weights
-            ),
+            training_pairs(chosen_train[0], protocol),
         )
     k = max(k, *ks)
     if len(query) == 0 and protocol == "category":
@@ -315,7 +361,12 @@ def run_experiment(
         raise ValueError(f"experiment {experiment.name!r} has no query boxes")
     else:
         ranking, _ = rank_gallery(
-            query, gallery, experiment.post, k=k, index_config=index_config, train_pairs=pairs
+            query,
+            gallery,
+            experiment.post,
+            k=k,
+            index_config=index_config,
+            training=training_vectors,
         )
     if protocol == "category":
         submission = None

@@ -2,9 +2,11 @@
 
 Order of the steps (each off by default, each a config switch):
 
-1. **Whitening** — ``pca``: PCA whitening fitted on the gallery vectors (unsupervised, the
-   gallery is known at indexing time); ``learned``: Radenović's whitening learned on
-   matching (consumer, shop) pairs of the *training* split, which the caller passes.
+1. **Whitening**, fitted on embeddings of the *training* split that the caller passes
+   (never on the gallery it transforms: a small gallery is rank-deficient at the
+   embedding's dimension and whitening it wrecks the ranking): ``pca``: PCA whitening of
+   the training vectors; ``learned``: Radenović's whitening learned on their matching
+   (consumer, shop) pairs.
 2. **DBA** — database-side augmentation of the gallery vectors.
 3. **Nearest-neighbour search** — exact inner product with faiss (the index factory of
    :class:`~clothes_retrieval.index.IndexConfig`).
@@ -49,6 +51,10 @@ __all__ = [
 class WhiteningConfig(FrozenConfig):
     mode: str = Field(default="none", pattern="^(none|pca|learned)$")
     dim: int | None = Field(default=None, ge=1, description="keep this many whitened dims")
+    allow_rank_deficient: bool = Field(
+        default=False,
+        description="fit PCA whitening to more dimensions than the training vectors span",
+    )
 
 
 class QueryExpansionConfig(FrozenConfig):
@@ -102,15 +108,16 @@ def rank_gallery(
     *,
     k: int = 20,
     index_config: IndexConfig | None = None,
-    train_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    training: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` gallery rows per query: ``(indices (Q, k) int64, scores (Q, k))``.
 
     ``queries`` (Q, D) and ``gallery`` (G, D) are L2-normalised. Scores are similarities
     (higher is better) except after re-ranking, where they are the negated re-ranked
-    distances, so that higher is still better. ``train_pairs`` = (consumer vectors, shop
-    vectors), row i of each a matching pair, is needed only for learned whitening. When
-    G < k, rows end with -1.
+    distances, so that higher is still better. ``training`` = (vectors (N, D), pairs (P, 2)
+    row indices of matching consumer and shop vectors) of the training split, needed for
+    whitening (``pca`` uses the vectors, ``learned`` also the pairs). When G < k, rows end
+    with -1.
     """
     post = post or PostprocessConfig()
     q = l2_normalize(queries)
@@ -118,18 +125,24 @@ def rank_gallery(
     if len(g) == 0:
         raise ValueError("the gallery is empty: nothing to search")
 
-    if post.whitening.mode == "pca":
-        w = fit_pca_whitening(g, dim=post.whitening.dim)
-        q, g = w.apply(q), w.apply(g)
-    elif post.whitening.mode == "learned":
-        if train_pairs is None:
+    w_cfg = post.whitening
+    if w_cfg.mode != "none":
+        if training is None or len(training[0]) == 0:
             raise ValueError(
-                "learned whitening needs train_pairs (consumer, shop) from the training split"
+                f"{w_cfg.mode} whitening is fitted on training-split embeddings: pass "
+                "training=(vectors, pairs) (the embeddings asset writes them when a "
+                "post-processing step whitens)"
             )
-        a, b = (l2_normalize(x) for x in train_pairs)
-        x = np.concatenate([a, b])
-        pairs = np.stack([np.arange(len(a)), len(a) + np.arange(len(b))], axis=1)
-        w = fit_learned_whitening(x, pairs, dim=post.whitening.dim)
+        x = l2_normalize(training[0])
+        if x.shape[1] != g.shape[1]:
+            raise ValueError(
+                f"training vectors are {x.shape[1]}-d but the gallery is {g.shape[1]}-d; "
+                "embed both with the same models"
+            )
+        if w_cfg.mode == "pca":
+            w = fit_pca_whitening(x, dim=w_cfg.dim, allow_rank_deficient=w_cfg.allow_rank_deficient)
+        else:
+            w = fit_learned_whitening(x, np.asarray(training[1]), dim=w_cfg.dim)
         q, g = w.apply(q), w.apply(g)
 
     if post.dba.enabled:
