@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -116,3 +117,150 @@ def test_metrics_table_layout():
     assert metrics_table(results, percent=True).loc[0, "AP"] == pytest.approx(72.8)
     with pytest.raises(KeyError, match="AP75"):
         metrics_table({"x": {"AP": 0.1}})
+
+
+# ---------------------------------------------------------------------------------------
+# Against a plain-Python COCO AP, on random detections (no pycocotools in the reference)
+# ---------------------------------------------------------------------------------------
+
+IOU_THRS = np.linspace(0.5, 0.95, 10)  # COCO's ten IoU thresholds (the same float values)
+REC_THRS = np.linspace(0.0, 1.0, 101)  # its 101 recall points
+# Area ranges on the ground truth's "area" (a detection's: w * h). Both bounds inclusive,
+# as COCOeval tests them (an area of exactly 32² counts as small and as medium).
+AREAS = {"all": (0, 1e10), "s": (0, 32**2), "m": (32**2, 96**2), "l": (96**2, 1e10)}
+
+
+def box_iou(d: tuple, g: tuple) -> float:
+    iw = min(d[2], g[2]) - max(d[0], g[0])
+    ih = min(d[3], g[3]) - max(d[1], g[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / ((d[2] - d[0]) * (d[3] - d[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter)
+
+
+def area(b: tuple) -> float:
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
+def reference_ap(gt_anns: list[tuple], det_rows: list[tuple], area_rng: tuple, thr: float):
+    """COCO AP of one IoU threshold and area range, averaged over categories; None when no
+    category has ground truth in the range.
+
+    Per image and category: detections by descending score (ties: table order), at most
+    100; each takes the still-unmatched ground truth it overlaps most with IoU >= thr,
+    preferring in-range items over out-of-range ones (a match to an out-of-range item is
+    ignored, as is an unmatched detection outside the range). Per category, over all
+    images: precision/recall in score order, precision made non-increasing from the right,
+    read at the 101 recall points (0 beyond the last recall reached).
+    """
+    lo, hi = area_rng
+    images = sorted({d[0] for d in det_rows} | {a[0] for a in gt_anns})  # images without
+    # items count too: their detections are false positives
+    per_category = []
+    for cat in sorted({a[1] for a in gt_anns}):
+        n_pos = sum(1 for a in gt_anns if a[1] == cat and lo <= area(a[2:]) <= hi)
+        if n_pos == 0:
+            continue
+        ranked = []  # (score, is_tp) of the detections that count, image by image
+        for img in images:
+            gts = [a[2:] for a in gt_anns if a[0] == img and a[1] == cat]
+            gts.sort(key=lambda g: not (lo <= area(g) <= hi))  # in-range first (stable)
+            ignored = [not (lo <= area(g) <= hi) for g in gts]
+            dts = [d for d in det_rows if d[0] == img and d[1] == cat]
+            dts = sorted(dts, key=lambda d: -d[6])[:100]
+            taken = [False] * len(gts)
+            for d in dts:
+                best, match = min(thr, 1 - 1e-10), None
+                for j, g in enumerate(gts):
+                    if taken[j]:
+                        continue
+                    if match is not None and not ignored[match] and ignored[j]:
+                        break  # an in-range match beats any out-of-range item
+                    v = box_iou(d[2:6], g)
+                    if v >= best:
+                        best, match = v, j
+                if match is not None:
+                    taken[match] = True
+                    if not ignored[match]:
+                        ranked.append((d[6], True))
+                elif lo <= area(d[2:6]) <= hi:
+                    ranked.append((d[6], False))
+        ranked.sort(key=lambda x: -x[0])  # stable: ties keep image order
+        tp = fp = 0
+        precision, recall = [], []
+        for _, is_tp in ranked:
+            tp, fp = tp + is_tp, fp + (not is_tp)
+            precision.append(tp / (tp + fp))
+            recall.append(tp / n_pos)
+        for i in range(len(precision) - 2, -1, -1):
+            precision[i] = max(precision[i], precision[i + 1])
+        at_points = []
+        for r in REC_THRS:
+            reached = [i for i, rc in enumerate(recall) if rc >= r]
+            at_points.append(precision[reached[0]] if reached else 0.0)
+        per_category.append(sum(at_points) / len(at_points))
+    return sum(per_category) / len(per_category) if per_category else None
+
+
+def reference_metrics(gt_anns: list[tuple], det_rows: list[tuple]) -> dict[str, float]:
+    def mean_over_thresholds(area_rng, thrs):
+        values = [reference_ap(gt_anns, det_rows, area_rng, t) for t in thrs]
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else math.nan
+
+    return {
+        "AP": mean_over_thresholds(AREAS["all"], IOU_THRS),
+        "AP50": mean_over_thresholds(AREAS["all"], IOU_THRS[:1]),
+        "AP75": mean_over_thresholds(AREAS["all"], IOU_THRS[5:6]),
+        "APs": mean_over_thresholds(AREAS["s"], IOU_THRS),
+        "APm": mean_over_thresholds(AREAS["m"], IOU_THRS),
+        "APl": mean_over_thresholds(AREAS["l"], IOU_THRS),
+    }
+
+
+def random_case(seed: int) -> tuple[list[tuple], list[tuple]]:
+    """Items of every size on an integer grid (exact IoUs, some at a threshold exactly);
+    detections: jittered copies, duplicates, false positives, shared scores; one seed has
+    more than 100 detections in one image and category (COCO keeps the top 100)."""
+    rng = np.random.default_rng(seed)
+    gt_anns = []
+    for img in range(1, 6):
+        for _ in range(int(rng.integers(0, 5))):  # some images have no item
+            side = int(rng.choice([8, 20, 32, 50, 96, 150, 300]))
+            w, h = side, int(rng.choice([side, side // 2, max(4, side // 3)]))
+            x, y = (int(v) for v in rng.integers(0, 600, 2))
+            gt_anns.append((img, int(rng.integers(1, 4)), x, y, x + w, y + h))
+    det_rows = []
+    for a in gt_anns:
+        for _ in range(int(rng.integers(0, 4))):
+            w, h = a[4] - a[2], a[5] - a[3]
+            d = (rng.integers(-2, 3, 4) * np.array([w, h, w, h]) / 10).round()
+            box = [a[2] + d[0], a[3] + d[1], a[4] + d[2], a[5] + d[3]]
+            if box[2] <= box[0] or box[3] <= box[1]:
+                continue
+            cat = a[1] if rng.random() < 0.8 else int(rng.integers(1, 4))
+            det_rows.append((a[0], cat, *box, float(rng.choice([0.3, 0.5, 0.9, rng.random()]))))
+    n_fp = 150 if seed == 0 else int(rng.integers(0, 15))
+    for _ in range(n_fp):
+        x, y = (int(v) for v in rng.integers(0, 600, 2))
+        side = int(rng.choice([10, 40, 120]))
+        img, cat = (1, 1) if seed == 0 else (int(rng.integers(1, 6)), int(rng.integers(1, 4)))
+        det_rows.append((img, cat, x, y, x + side, y + side, float(rng.random())))
+    return gt_anns, det_rows
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_coco_metrics_match_a_plain_python_coco_ap(tmp_path, seed):
+    gt_anns, det_rows = random_case(seed)
+    gt = write_gt(tmp_path / "gt.json", [1, 2, 3, 4, 5], gt_anns)
+    result = coco_metrics(
+        dets([(i, c, x1, y1, x2, y2, s) for i, c, x1, y1, x2, y2, s in det_rows]), gt
+    )
+    expected = reference_metrics(gt_anns, det_rows)
+    for k in METRIC_KEYS:
+        if math.isnan(expected[k]):
+            assert math.isnan(result[k]), k
+        else:
+            assert result[k] == pytest.approx(expected[k], rel=0, abs=1e-12), k
+    assert result["num_detections"] == len(det_rows)

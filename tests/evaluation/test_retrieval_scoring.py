@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from clothes_retrieval.evaluation import (
+    SUBMISSION_COLUMNS,
     GroundTruthError,
     SubmissionError,
     box_iou,
@@ -183,3 +184,11 @@ def test_bad_inputs_raise_with_clear_messages(gt):
         evaluate_retrieval(gt, pd.DataFrame([bad]))
     with pytest.raises(SubmissionError, match="lacks columns"):
         evaluate_retrieval(gt, pd.DataFrame([det(1, BOX, 1, 1, [100])]).drop(columns="query_cls"))
+
+
+def test_empty_submission_scores_zero(gt):
+    """No records at all: every query item is a miss (it used to raise IndexError)."""
+    s = evaluate_retrieval(gt, pd.DataFrame(columns=list(SUBMISSION_COLUMNS)))
+    assert s.accuracy == {1: 0.0, 5: 0.0, 10: 0.0, 15: 0.0, 20: 0.0}
+    assert s.n_queries == 2 and s.n_detected == 0
+    assert s.details["detection"].isna().all() and s.details["query_score"].isna().all()

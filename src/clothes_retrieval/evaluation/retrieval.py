@@ -354,6 +354,8 @@ def evaluate_retrieval(
     accuracy = {k: float(np.sum(ranks <= k)) / n_queries for k in ks}
     det_col = pd.array(np.where(query_det >= 0, query_det, 0), dtype="Int64")
     det_col[query_det < 0] = pd.NA
+    query_score = np.full(n_users, np.nan)  # indexed only where there is a query: an empty
+    query_score[query_det >= 0] = sub.score[query_det[query_det >= 0]]  # submission has none
     details = pd.DataFrame(
         {
             "image_id": u_image,
@@ -362,7 +364,7 @@ def evaluate_retrieval(
             "style": u_style,
             "category_id": u_cat,
             "detection": det_col,
-            "query_score": np.where(query_det >= 0, sub.score[np.maximum(query_det, 0)], np.nan),
+            "query_score": query_score,
             "n_correct_gallery": n_correct,
             "first_hit_rank": first_hit_rank,
         }
