@@ -4,8 +4,9 @@ Protocol: pycocotools' ``COCOeval`` with ``iouType="bbox"`` and its defaults (Io
 thresholds 0.50:0.05:0.95, 101-point interpolated precision, at most 100 detections per
 image and category, area ranges small [0, 32²], medium [32², 96²], large [96², ∞) on the
 ground truth's ``area``, both bounds inclusive as in pycocotools, so an area of exactly 32²
-counts as small and as medium). Only the ground truth's images are evaluated: detections on other images are
-ignored (and logged), as are detections of categories the ground truth does not list.
+counts as small and as medium). Only the ground truth's images are evaluated: detections
+on other images are ignored (and logged), as are detections of categories the ground truth
+does not list.
 
 Values are fractions in [0, 1] (the paper prints percentages: ``metrics_table`` can).
 A value COCO cannot define (no ground truth in that area range: ``COCOeval`` reports -1)

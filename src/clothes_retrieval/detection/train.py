@@ -8,7 +8,10 @@ beside the checkpoints (``work_dir/config.py``, and our own config as
   ``last_checkpoint`` record), the run resumes from it (``resume=True``): model, optimizer,
   LR schedule and epoch counter. Asking for more epochs than were trained continues the
   run; asking for as many does nothing and returns the existing checkpoint. Note that a
-  resumed LR schedule keeps the state it was saved with.
+  resumed LR schedule keeps the state it was saved with. A last checkpoint that cannot be
+  read (truncated by an interrupted copy, or missing) is refused with a
+  :class:`CheckpointError` before anything is written; the run does not silently fall
+  back to an earlier epoch (``last_checkpoint`` says which file to resume from).
 - **Tracking.** :class:`TrackerHook` forwards the ``train/*`` scalars of
   ``runner.message_hub`` (losses, lr) every ``log_interval`` iterations and the
   validation CocoMetric (``coco/bbox_mAP``, ``_50``, ``_75``, ``_s``, ``_m``, ``_l``) to
@@ -29,6 +32,7 @@ import contextlib
 import json
 import logging
 import os
+import pickle
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,8 +53,10 @@ from clothes_retrieval.io import atomic_path, write_json, write_text
 from clothes_retrieval.tracking import Mode, Tracker, create_tracker
 
 __all__ = [
+    "CheckpointError",
     "TrainResult",
     "TrackerHook",
+    "load_checkpoint_file",
     "resolve_device",
     "torch_threads",
     "train_detector",
@@ -61,6 +67,10 @@ log = logging.getLogger(__name__)
 
 LATEST = "latest.pth"
 VAL_METRICS = "val_metrics.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read: truncated (an interrupted copy) or corrupt."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,26 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def load_checkpoint_file(
+    filename: str | Path, map_location: Any = None, *, mmap: bool = False
+) -> Any:
+    """``torch.load`` a full (trusted) checkpoint; :class:`CheckpointError` when unreadable.
+
+    ``mmap``: map the tensors instead of reading them (reads only the zip index and the
+    pickled structure: a cheap check that a file written by ``torch.save`` is complete).
+    """
+    path = Path(filename).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: it is truncated or corrupt ({exc}). Copy it "
+            "again from a complete source, or train it again"
+        ) from exc
+
+
 @contextlib.contextmanager
 def trusted_checkpoints() -> Iterator[None]:
     """Let mmengine load full checkpoints (``torch.load(..., weights_only=False)``).
@@ -205,14 +235,8 @@ def trusted_checkpoints() -> Iterator[None]:
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    def load_from_local(filename: str, map_location: Any = None) -> Any:
-        path = Path(filename).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found")
-        return torch.load(path, map_location=map_location, weights_only=False)
-
     original = CheckpointLoader._schemes[""]
-    CheckpointLoader._schemes[""] = load_from_local
+    CheckpointLoader._schemes[""] = load_checkpoint_file
     try:
         yield
     finally:
@@ -230,6 +254,19 @@ def _forced_device(device: str) -> Iterator[None]:
         yield
     finally:
         runner_module.get_device = original
+
+
+def _check_resumable(checkpoint: Path, work_dir: Path) -> None:
+    """Refuse to resume from a checkpoint that cannot be read, saying what to do."""
+    try:
+        # mmap: checks the file is complete without reading its tensors (read again later)
+        load_checkpoint_file(checkpoint, map_location="cpu", mmap=True)
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise CheckpointError(
+            f"cannot resume the training in {work_dir}: {exc}. {work_dir / 'last_checkpoint'} "
+            "names the checkpoint to resume from: write the path of an earlier complete "
+            f"epoch_N.pth there to resume from that epoch, or empty {work_dir} to start over"
+        ) from exc
 
 
 def _link_latest(checkpoint: Path, work_dir: Path) -> Path:
@@ -273,6 +310,8 @@ def train_detector(
     ``WANDB_MODE`` (offline by default). ``cpu_threads``: torch threads during training
     (None: unchanged; see :func:`torch_threads`). ``tracker``: log to this tracker (the
     caller owns and finishes it) instead of creating one with ``tracker_*``.
+    Raises :class:`CheckpointError` when ``work_dir``'s last checkpoint cannot be read
+    (truncated or missing): resuming refuses rather than falls back to an earlier epoch.
     """
     from mmdet.utils import register_all_modules
     from mmengine.runner import Runner, find_latest_checkpoint
@@ -302,6 +341,7 @@ def train_detector(
     )
     previous = find_latest_checkpoint(str(work_dir))
     if previous is not None:
+        _check_resumable(Path(previous), work_dir)
         cfg.resume = True  # mmengine then resumes from work_dir's last checkpoint
         cfg.load_from = None
         log.info("%s: resuming from %s", detector.name, previous)
