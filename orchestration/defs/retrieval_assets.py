@@ -14,6 +14,7 @@ import torch
 
 from clothes_retrieval.config import config_digest, dump_config
 from clothes_retrieval.data.deepfashion2 import read_item_table
+from clothes_retrieval.data.sources.combine import TRAIN_SPLIT
 from clothes_retrieval.io import file_digest, prepare_run_dir
 from clothes_retrieval.profile import PipelineProfile
 from clothes_retrieval.retrieval import load_trained_model, train_retrieval_model
@@ -172,7 +173,7 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
         all_items = read_item_table(pipeline.artifact_dir("item_table") / "items.parquet")
         items = all_items[all_items["split"] == prof.search.split]
         # Whitening is fitted on the training split's ground-truth boxes, never the gallery.
-        training = all_items[all_items["split"] == "train"] if prof.search.whitens() else None
+        training = all_items[all_items["split"] == TRAIN_SPLIT] if prof.search.whitens() else None
         out_root = pipeline.artifact_dir("embeddings", name)
         metadata: dict[str, object] = {"data_version": version}
         sets = build_embedding_sets(

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from clothes_retrieval.detection.inference import (
     DETECTION_COLUMNS,
@@ -144,10 +143,7 @@ def test_truncated_checkpoint_is_refused(tiny_coco, atss_checkpoint, tmp_path: P
     assert "truncated" in str(info.value) and "train it again" in str(info.value)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)"
-)
+@pytest.mark.gpu  # skipped without CUDA (tests/conftest.py), before its fixture trains
 def test_cuda_agrees_with_cpu(tiny_coco, atss_overfit) -> None:
     """The trained tiny detector finds the same confident boxes on CUDA as on the CPU (to
     within float32 / TF32 differences)."""

@@ -344,7 +344,8 @@ def run_experiment(
         {es.model: es.gallery for es in chosen}, weights=experiment.weights
     )
     training_vectors = None
-    if training is not None and all(m in training for m in experiment.models):
+    whitens = experiment.post.whitening.mode != "none"  # only whitening reads training
+    if whitens and training is not None and all(m in training for m in experiment.models):
         chosen_train = [training[m] for m in experiment.models]
         training_vectors = (
             concatenate_embeddings(
