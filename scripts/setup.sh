@@ -9,6 +9,8 @@
 # 4. DVC 3.67.1 in its own tool environment (.venv/tools/dvc, linked as .venv/bin/dvc): its
 #    hydra-core pins antlr4 4.9 while Dagster's asset-selection parser needs 4.13; DVC is
 #    used as a command, so a separate environment costs nothing. Analytics off.
+# 5. Debian's chromium (apt, ~20 s) for the browser test of the web page (Playwright drives
+#    it; no browser is downloaded).
 # A stamp (hash of the inputs above) makes a second run with nothing changed a no-op that
 # finishes in seconds.
 set -euo pipefail
@@ -29,7 +31,8 @@ want=$(cat pyproject.toml requirements/constraints.txt requirements/dvc.txt scri
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] \
    && "$VENV/bin/python" -c "import mmcv.ops, mmdet, torch, faiss, dagster, clothes_retrieval" 2>/dev/null \
-   && "$VENV/bin/dvc" --version >/dev/null 2>&1; then
+   && "$VENV/bin/dvc" --version >/dev/null 2>&1 \
+   && command -v chromium >/dev/null 2>&1; then
   echo "set-up: environment up to date ($VENV)"
   exit 0
 fi
@@ -51,6 +54,14 @@ ln -sf "$(cd "$DVC_VENV/bin" && pwd)/dvc" "$VENV/bin/dvc"
 "$VENV/bin/dvc" config --global core.analytics false >/dev/null 2>&1 || true
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, torch, faiss, dagster, clothes_retrieval"
 "$VENV/bin/dvc" --version >/dev/null
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "set-up: chromium is missing (apt-get install chromium as root); the page test will skip" >&2
+  fi
+fi
 
 echo "$want" > "$STAMP"
 echo "set-up: done in $(( $(date +%s) - start )) s ($VENV, $FLAVOUR)"

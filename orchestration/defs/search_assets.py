@@ -16,7 +16,6 @@ from clothes_retrieval.index import (
     IndexManifest,
     build_index,
     concatenate_embeddings,
-    publish_index,
 )
 from clothes_retrieval.profile import PipelineProfile
 from clothes_retrieval.report.evaluation import (
@@ -25,12 +24,13 @@ from clothes_retrieval.report.evaluation import (
     run_evaluation,
 )
 from clothes_retrieval.search.experiments import TRAINING, load_embedding_set
+from clothes_retrieval.service import BundleError, publish_bundle, validate_bundle
 from clothes_retrieval.versioning import common_data_version, write_lineage
 from orchestration.defs.automation import REBUILD
 from orchestration.defs.data_assets import ITEM_TABLE
-from orchestration.defs.detection_assets import FUSED_BOXES
+from orchestration.defs.detection_assets import FUSED_BOXES, detector_key
 from orchestration.defs.resources import PipelineResource
-from orchestration.defs.retrieval_assets import embeddings_key
+from orchestration.defs.retrieval_assets import embeddings_key, model_key
 
 SEARCH_GROUP = "search"
 SEARCH_INDEX = dg.AssetKey("search_index")
@@ -200,20 +200,72 @@ def build_search_assets(profile: PipelineProfile) -> list:
             )
         return dg.MaterializeResult(metadata=metadata, check_results=results)
 
+    detectors = list(profile.detection.detectors)
+
     @dg.asset(
         key=PUBLISHED_INDEX,
-        deps=[EVALUATION_REPORT, SEARCH_INDEX],
+        deps=[EVALUATION_REPORT, SEARCH_INDEX, ITEM_TABLE]
+        + [model_key(m) for m in members]
+        + [detector_key(d) for d in detectors],
         group_name=SEARCH_GROUP,
         automation_condition=REBUILD,
-        description="The index that passed the accuracy floor, copied for serving.",
+        check_specs=[dg.AssetCheckSpec("bundle_loads", asset=PUBLISHED_INDEX, blocking=True)],
+        description="The published bundle a server answers street photos from: the index that "
+        "passed the accuracy floor, its gallery photos and table, the ensemble's models, the "
+        "detectors and fusion settings, the evaluation numbers (clothes_retrieval.service). "
+        "It is loaded and queried before it replaces the previous one.",
     )
     def published_index(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+        prof = pipeline.load()
         src = pipeline.artifact_dir("search_index")
         report = pipeline.artifact_dir("evaluation_report")
         version = common_data_version({"search_index": src, "evaluation_report": report})
-        out = publish_index(src, report, pipeline.artifact_dir("published_index"), version)
+        out = pipeline.artifact_dir("published_index")
+        stage = prof.detection
+        try:
+            manifest = publish_bundle(
+                out,
+                index_dir=src,
+                report_dir=report,
+                models={m: pipeline.artifact_dir("model", m) for m in members},
+                data_version=version,
+                profile=prof.name,
+                detectors={d: pipeline.artifact_dir("detector", d) for d in stage.detectors},
+                detection={"score_thr": stage.score_thr, "max_per_image": stage.max_per_image},
+                fusion=stage.fusion_config().model_dump(mode="json") if stage.detectors else None,
+                items=read_item_table(pipeline.artifact_dir("item_table") / "items.parquet"),
+                validate=validate_bundle,
+            )
+            passed, facts = True, manifest["validated"]
+        except BundleError as e:  # not published: the previous bundle keeps serving
+            raise dg.Failure(
+                description=f"the bundle was not published: {e}",
+                metadata={"kept": dg.MetadataValue.path(str(out))},
+            ) from e
+        command = f"clothes-retrieval serve --bundle {out}"
         return dg.MaterializeResult(
-            metadata={"path": dg.MetadataValue.path(str(out)), "data_version": version}
+            metadata={
+                "path": dg.MetadataValue.path(str(out)),
+                "data_version": version,
+                "bundle_id": manifest["bundle_id"],
+                "gallery_items": manifest["gallery"]["items"],
+                "models": ", ".join(m["name"] for m in manifest["models"]),
+                "detectors": ", ".join(d["name"] for d in manifest["detectors"]) or "none",
+                "serve": dg.MetadataValue.md(
+                    f"Start a server on this bundle:\n\n```\n{command}\n```\n\n"
+                    f"(or `clothes-retrieval serve --profile <this profile>`); search from "
+                    f"the command line with `clothes-retrieval search PHOTO --bundle {out}`."
+                ),
+                "search_ms": facts["search_ms"],
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="bundle_loads",
+                    passed=passed,
+                    metadata={k: v for k, v in facts.items() if isinstance(v, int | float | str)},
+                    description="the staged bundle loaded and found its own gallery item first",
+                )
+            ],
         )
 
     return [search_index, evaluation_report, published_index]

@@ -6,6 +6,8 @@ Commands:
   check-config  validate a pipeline profile and print it fully resolved
   run           run a profile end to end through Dagster (`make run`: the sample;
                 `make real-benchmark`: the real street-to-shop profile)
+  search        find the shop items of the garments in street photos (a published bundle)
+  serve         the HTTP API and web page on a published bundle
 
 `run` materialises the whole asset graph in the persistent Dagster instance; the other
 commands call single stages.
@@ -106,6 +108,105 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if outcome.success else 1
 
 
+def _bundle_dir(args: argparse.Namespace) -> tuple[Path, object]:
+    """The bundle folder (``--bundle``, else the profile's published_index) and the serve
+    settings (the profile's ``serve`` section, defaults with ``--bundle``)."""
+    from clothes_retrieval.profile import load_profile, parse_overrides
+    from clothes_retrieval.service import ServeConfig
+
+    if args.bundle is not None:
+        return args.bundle, ServeConfig()
+    profile = load_profile(args.profile, parse_overrides(getattr(args, "set", None) or []))
+    return profile.output_dir / "published_index", profile.serve
+
+
+def _print_answer(photo: str, answer) -> None:
+    print(
+        f"{photo}: {len(answer.items)} garment(s)"
+        + (f" ({answer.reason})" if answer.reason else "")
+    )
+    for n, item in enumerate(answer.items, start=1):
+        box = ", ".join(f"{v:.0f}" for v in item.box)
+        print(f"  {n}. {item.category}  score {item.score:.3f}  box [{box}]")
+        for rank, r in enumerate(item.results, start=1):
+            print(
+                f"       {rank:>2}. {r.gallery_id:<14} shop image {r.image_id:<10} "
+                f"similarity {r.similarity:.3f}  {r.category}"
+            )
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from clothes_retrieval.service import BundleError, InputError, SearchService
+
+    bundle, config = _bundle_dir(args)
+    try:
+        service = SearchService(bundle, limits=config.limits, device=config.device)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed, out = 0, []
+    for photo in args.photos:
+        try:
+            answer = service.search(
+                Path(photo).read_bytes(),
+                top_k=args.top_k,
+                detect=not args.no_detect,
+                max_items=args.max_items,
+            )
+        except (OSError, InputError) as exc:  # one bad photo does not stop the others
+            failed += 1
+            print(f"error: {photo}: {exc}", file=sys.stderr)
+            out.append({"photo": str(photo), "error": str(exc)})
+            continue
+        if args.json:
+            out.append({"photo": str(photo), **dataclasses.asdict(answer)})
+        else:
+            _print_answer(str(photo), answer)
+    if args.json:
+        print(json.dumps({"bundle": service.info(), "photos": out}, indent=2))
+    return 1 if failed else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from clothes_retrieval.service import BundleError, ServiceHolder
+    from clothes_retrieval.service.http import serve
+
+    bundle, config = _bundle_dir(args)
+    config = config.model_copy(
+        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    )
+    if config.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    try:
+        holder = ServiceHolder(
+            bundle, state_dir=config.gallery_state, limits=config.limits, device=config.device
+        )
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = holder.service.info()
+    print(
+        f"serving bundle {info['bundle_id']} ({info['profile']}, data {info['data_version']}, "
+        f"{info['gallery_items']} gallery items) on http://{config.host}:{config.port}/",
+        flush=True,
+    )
+    serve(holder, config)
+    return 0
+
+
+def _bundle_args(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--profile",
+        type=Path,
+        default=Path("configs/pipeline/sample.yaml"),
+        help="serve this profile's published_index (default: the sample)",
+    )
+    where.add_argument("--bundle", type=Path, help="a published bundle folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clothes-retrieval",
@@ -147,6 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", type=Path)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="as for `run`")
     p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("search", help="find the shop items of the garments in street photos")
+    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    _bundle_args(p)
+    p.add_argument("--top-k", type=int, help="results per garment (default 10)")
+    p.add_argument("--max-items", type=int, help="garments searched per photo (default 5)")
+    p.add_argument("--no-detect", action="store_true", help="search with the whole photo")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("serve", help="the HTTP API and web page on a published bundle")
+    _bundle_args(p)
+    p.add_argument("--host", help="listen address (default: the profile's, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: the profile's, 8000)")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

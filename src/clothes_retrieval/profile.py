@@ -32,6 +32,7 @@ from clothes_retrieval.data.sample import SampleDataConfig
 from clothes_retrieval.data.sources.combine import SourceConfig
 from clothes_retrieval.index import IndexConfig
 from clothes_retrieval.search import PostprocessConfig
+from clothes_retrieval.service.config import ServeConfig
 
 __all__ = [
     "DataConfig",
@@ -246,6 +247,7 @@ class PipelineProfile(FrozenConfig):
     retrieval: RetrievalStageConfig = RetrievalStageConfig()
     search: SearchStageConfig = SearchStageConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    serve: ServeConfig = ServeConfig()
 
     @model_validator(mode="after")
     def _check(self) -> PipelineProfile:
@@ -298,6 +300,12 @@ class PipelineProfile(FrozenConfig):
         }
         retrieval = self.retrieval.model_copy(update={"registry": fix(self.retrieval.registry)})
         detection = self.detection.model_copy(update={"configs": fix(self.detection.configs)})
+        serve = self.serve.model_copy(
+            update={
+                "token_file": fix(self.serve.token_file),
+                "gallery_state": fix(self.serve.gallery_state),
+            }
+        )
         return self.model_copy(
             update={
                 "data": self.data.model_copy(update={"sources": sources}),
@@ -305,6 +313,7 @@ class PipelineProfile(FrozenConfig):
                 "tuning_of": fix(self.tuning_of),
                 "retrieval": retrieval,
                 "detection": detection,
+                "serve": serve,
             }
         )
 

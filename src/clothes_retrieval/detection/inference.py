@@ -45,6 +45,7 @@ __all__ = [
     "FAILURE_COLUMNS",
     "IMAGE_COLUMNS",
     "check_detections",
+    "Detector",
     "InferenceResult",
     "run_detector",
 ]
@@ -128,6 +129,81 @@ def _category_ids(classes: tuple[str, ...] | list[str], cfg: Any = None) -> np.n
     return np.array([by_name[c] for c in classes], dtype=np.int64)
 
 
+class Detector:
+    """A trained detector loaded once, answering :meth:`predict` on decoded images.
+
+    ``config``: the resolved mmdet config (``work_dir/config.py``) or an ``mmengine.Config``.
+    ``detector``: its name; by default the one recorded in the config. Boxes with score <
+    ``score_thr`` are dropped; at most ``max_per_image`` (highest scores) are kept per image.
+    ``cpu_threads``: torch threads while predicting (None: unchanged).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        config: str | Path | Any,
+        *,
+        score_thr: float = 0.05,
+        max_per_image: int = 100,
+        device: str | None = None,
+        detector: str | None = None,
+        cpu_threads: int | None = None,
+    ) -> None:
+        from mmdet.apis import init_detector
+        from mmengine.dataset import Compose
+
+        import clothes_retrieval.detection.timm_backbone  # noqa: F401  (registers the backbone)
+        from clothes_retrieval.detection.train import resolve_device, trusted_checkpoints
+
+        if not 0.0 <= score_thr <= 1.0:
+            raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
+        if max_per_image < 1:
+            raise ValueError(f"max_per_image must be >= 1, got {max_per_image}")
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"detector checkpoint {checkpoint} not found")
+        cfg = _inference_cfg(config, score_thr, max_per_image)
+        self.name = detector or cfg.get("clothes_retrieval", {}).get("detector")
+        if not self.name:
+            raise ValueError("the config names no detector: pass detector=")
+        self.score_thr, self.max_per_image, self.cpu_threads = score_thr, max_per_image, cpu_threads
+        self.device = resolve_device(device)
+        with trusted_checkpoints():
+            # palette: only for drawing; "random" keeps init_detector from building the test
+            # dataset (a run trained without validation has none).
+            self.model = init_detector(cfg, str(checkpoint), device=self.device, palette="random")
+        self.category_ids = _category_ids(self.model.dataset_meta["classes"], cfg)
+        self._pipeline = Compose(cfg.test_pipeline)
+
+    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """For each (H, W, 3) uint8 BGR image, an (N, 6) float64 array of its boxes by
+        descending score: x1, y1, x2, y2 (pixels, clipped to the image), score in [0, 1],
+        category id."""
+        if not images:
+            return []
+        packed = [self._pipeline({"img": img, "img_id": i}) for i, img in enumerate(images)]
+        batch = {
+            "inputs": [p["inputs"] for p in packed],
+            "data_samples": [p["data_samples"] for p in packed],
+        }
+        from clothes_retrieval.detection.train import torch_threads
+
+        with torch.no_grad(), torch_threads(self.cpu_threads):
+            results = self.model.test_step(batch)
+        out = []
+        for result in results:
+            pred = result.pred_instances
+            scores = pred.scores.float().cpu().numpy().astype(np.float64)
+            order = np.argsort(-scores, kind="stable")
+            order = order[scores[order] >= self.score_thr][: self.max_per_image]
+            height, width = result.ori_shape
+            boxes = pred.bboxes.float().cpu().numpy().astype(np.float64)[order].reshape(-1, 4)
+            boxes[:, 0::2] = boxes[:, 0::2].clip(0.0, float(width))
+            boxes[:, 1::2] = boxes[:, 1::2].clip(0.0, float(height))
+            cats = self.category_ids[pred.labels.cpu().numpy()[order]].astype(np.float64)
+            out.append(np.column_stack([boxes, scores[order].clip(0.0, 1.0), cats]))
+        return out
+
+
 def run_detector(
     checkpoint: str | Path,
     config: str | Path | Any,
@@ -141,79 +217,44 @@ def run_detector(
     detector: str | None = None,
     cpu_threads: int | None = None,
 ) -> InferenceResult:
-    """Detect garments in every image of ``images`` (columns ``IMAGE_COLUMNS``).
-
-    ``config``: the resolved mmdet config (``work_dir/config.py``) or an ``mmengine.Config``.
-    ``detector``: the name in the output; by default the one recorded in the config.
-    Boxes with score < ``score_thr`` are dropped; at most ``max_per_image`` (highest scores)
-    are kept per image. ``cpu_threads``: torch threads (None: unchanged).
-    """
-    from mmdet.apis import init_detector
-    from mmengine.dataset import Compose
+    """Detect garments in every image of ``images`` (columns ``IMAGE_COLUMNS``) with the
+    :class:`Detector` of ``checkpoint`` and ``config`` (its arguments, same meaning); an
+    unreadable image is recorded in ``failures`` and skipped."""
     from tqdm import tqdm
-
-    import clothes_retrieval.detection.timm_backbone  # noqa: F401  (registers the backbone)
-    from clothes_retrieval.detection.train import (
-        resolve_device,
-        torch_threads,
-        trusted_checkpoints,
-    )
 
     missing = [c for c in IMAGE_COLUMNS if c not in images.columns]
     if missing:
         raise KeyError(f"image table lacks columns {missing}")
-    if not 0.0 <= score_thr <= 1.0:
-        raise ValueError(f"score_thr must be in [0, 1], got {score_thr}")
-    if max_per_image < 1 or batch_size < 1:
-        raise ValueError("max_per_image and batch_size must be >= 1")
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"detector checkpoint {checkpoint} not found")
-
-    cfg = _inference_cfg(config, score_thr, max_per_image)
-    name = detector or cfg.get("clothes_retrieval", {}).get("detector")
-    if not name:
-        raise ValueError("the config names no detector: pass detector=")
-    device = resolve_device(device)
-    with trusted_checkpoints():
-        # palette: only for drawing; "random" keeps init_detector from building the test
-        # dataset (a run trained without validation has none).
-        model = init_detector(cfg, str(checkpoint), device=device, palette="random")
-    category_ids = _category_ids(model.dataset_meta["classes"], cfg)
-    pipeline = Compose(cfg.test_pipeline)
-
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model = Detector(
+        checkpoint,
+        config,
+        score_thr=score_thr,
+        max_per_image=max_per_image,
+        device=device,
+        detector=detector,
+        cpu_threads=cpu_threads,
+    )
+    name = model.name
     rows = images[list(IMAGE_COLUMNS)].reset_index(drop=True)
     frames: list[pd.DataFrame] = []
     failures: list[dict[str, str]] = []
     starts = range(0, len(rows), batch_size)
     for start in tqdm(starts, desc=f"detect {name}", unit="batch", disable=not progress):
         batch = rows.iloc[start : start + batch_size]
-        inputs, samples, kept = [], [], []
+        decoded, kept = [], []
         for i, row in zip(batch.index, batch.itertuples(index=False), strict=True):
             try:
-                img = _read_image(str(row.image_path))
+                decoded.append(_read_image(str(row.image_path)))
             except Exception as exc:  # recorded, not fatal: the table says what failed
                 failures.append({"image_path": str(row.image_path), "error": repr(exc)})
                 log.warning("cannot read %s: %s", row.image_path, exc)
                 continue
-            packed = pipeline({"img": img, "img_id": int(i)})
-            inputs.append(packed["inputs"])
-            samples.append(packed["data_samples"])
             kept.append(i)
-        if not kept:
-            continue
-        with torch.no_grad(), torch_threads(cpu_threads):
-            results = model.test_step({"inputs": inputs, "data_samples": samples})
-        for i, result in zip(kept, results, strict=True):
-            pred = result.pred_instances
-            scores = pred.scores.float().cpu().numpy().astype(np.float64)
-            order = np.argsort(-scores, kind="stable")
-            order = order[scores[order] >= score_thr][:max_per_image]
-            if len(order) == 0:
+        for i, found in zip(kept, model.predict(decoded), strict=True):
+            if len(found) == 0:
                 continue
-            height, width = result.ori_shape
-            boxes = pred.bboxes.float().cpu().numpy().astype(np.float64)[order]
-            boxes[:, 0::2] = boxes[:, 0::2].clip(0.0, float(width))
-            boxes[:, 1::2] = boxes[:, 1::2].clip(0.0, float(height))
             row = rows.loc[i]
             frames.append(
                 pd.DataFrame(
@@ -225,12 +266,12 @@ def run_detector(
                         "image_path": str(row["image_path"]),
                         "image_width": int(row["image_width"]),
                         "image_height": int(row["image_height"]),
-                        "x1": boxes[:, 0],
-                        "y1": boxes[:, 1],
-                        "x2": boxes[:, 2],
-                        "y2": boxes[:, 3],
-                        "score": scores[order].clip(0.0, 1.0),
-                        "category_id": category_ids[pred.labels.cpu().numpy()[order]],
+                        "x1": found[:, 0],
+                        "y1": found[:, 1],
+                        "x2": found[:, 2],
+                        "y2": found[:, 3],
+                        "score": found[:, 4],
+                        "category_id": found[:, 5].astype(np.int64),
                     }
                 )
             )

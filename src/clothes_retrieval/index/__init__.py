@@ -1,4 +1,4 @@
-"""Search: concatenating model embeddings, the faiss index with its manifest, publishing."""
+"""Search: concatenating model embeddings, the faiss index with its manifest (publishing: clothes_retrieval.service)."""
 
 from clothes_retrieval.index.concat import concatenate_embeddings, l2_normalize
 from clothes_retrieval.index.faiss_index import (
@@ -9,7 +9,6 @@ from clothes_retrieval.index.faiss_index import (
     build_index,
     load_index,
 )
-from clothes_retrieval.index.publish import publish_index
 
 __all__ = [
     "IndexConfig",
@@ -20,5 +19,4 @@ __all__ = [
     "concatenate_embeddings",
     "l2_normalize",
     "load_index",
-    "publish_index",
 ]
