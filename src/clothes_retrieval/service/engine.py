@@ -244,7 +244,7 @@ class SearchService:
             self.bundle_dir / "images",
             self.state_dir,
             self._embed_boxes,
-            lambda p: Image.open(p).convert("RGB"),
+            lambda p: decode_image(Path(p).read_bytes(), self.limits).image,
         )
 
     # -- facts ---------------------------------------------------------------------------
@@ -462,11 +462,9 @@ class SearchService:
             return []
         vectors = self._embed_boxes([im] * len(boxes), list(boxes))
         names = [(int(c), CATEGORIES.get(int(c), "whole photo")) for c in cats]
-        # Stored EXIF-transposed, so that boxes refer to the stored pixels.
-        buf = io.BytesIO()
-        im.save(buf, format="PNG" if decoded.suffix == ".png" else "JPEG", quality=95)
-        suffix = ".png" if decoded.suffix == ".png" else ".jpg"
-        return self.gallery.add(buf.getvalue(), suffix, boxes, names, list(scores), vectors)
+        # The photo's own bytes are kept: decoded again (EXIF orientation applied) they give
+        # the same pixels, so the boxes and a re-embedding under a new bundle hold.
+        return self.gallery.add(data, decoded.suffix, boxes, names, list(scores), vectors)
 
     def delete(self, gallery_id: str) -> None:
         if not self.gallery.delete(gallery_id):
@@ -569,7 +567,7 @@ def validate_bundle(bundle_dir: str | Path) -> dict[str, Any]:
         first = str(service.gallery.view.base_ids[0])
         item = service.gallery.item(first)
         started = time.perf_counter()
-        image = Image.open(item["path"]).convert("RGB")
+        image = Image.open(item["path"]).convert("RGB")  # as the pipeline read it
         vector = service._embed_boxes([image], [np.asarray(item["box"])])
         hits = service.gallery.view.search(vector, 5)[0]
         ms = (time.perf_counter() - started) * 1e3

@@ -95,7 +95,8 @@ class GalleryStore:
     """The live gallery of one bundle: lookups, searches and committed changes.
 
     ``embed(images, boxes) -> (N, D) vectors`` embeds boxes of decoded photos with the
-    bundle's models (used for additions that have no vectors for this bundle)."""
+    bundle's models (used for additions that have no vectors for this bundle);
+    ``open_image(path)`` decodes an added photo as it was decoded when it was added."""
 
     def __init__(
         self,
@@ -228,7 +229,9 @@ class GalleryStore:
         try:
             return view.index.index.reconstruct(int(item["row"]))[None]
         except RuntimeError:  # an index without reconstruction (IVF without a direct map)
-            img = self._open(item["path"])
+            from PIL import Image
+
+            img = Image.open(item["path"]).convert("RGB")  # as the pipeline read it
             return self._embed([img], [np.asarray(item["box"], dtype=np.float64)])
 
     # -- writes --------------------------------------------------------------------------
