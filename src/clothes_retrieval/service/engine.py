@@ -475,7 +475,12 @@ class SearchService:
         item = self.gallery.item(gallery_id)
         if item is None:
             raise UnknownItemError(gallery_id)
-        return Path(item["path"])
+        path = Path(item["path"])
+        if not path.is_file():  # the bundle folder is being replaced by a new one
+            raise InputError(
+                503, "bundle_changing", "a new bundle is being loaded: retry in a few seconds"
+            )
+        return path
 
     @staticmethod
     def _check_range(name: str, value: int | None, default: int, high: int) -> int:

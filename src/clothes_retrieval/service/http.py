@@ -143,29 +143,32 @@ class _BodyLimit:
             return await _error(400, "bad_request", "Content-Length is not a number")(
                 scope, receive, send
             )
-        seen = 0
+        seen, exceeded, replaced = 0, False, False
 
         async def limited():
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    exceeded = True
                     raise _TooLarge
             return message
 
-        started = False
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded_send(message):
+            # Whatever the app answers to a body cut off at the limit (a parse error), the
+            # client gets the 413 that says why.
+            nonlocal replaced
+            if not exceeded:
+                return await send(message)
+            if not replaced:
+                replaced = True
+                await too_large(scope, receive, send)
 
         try:
-            await self.app(scope, limited, tracking_send)
+            await self.app(scope, limited, guarded_send)
         except _TooLarge:
-            if not started:
+            if not replaced:
                 await too_large(scope, receive, send)
 
 
@@ -230,7 +233,7 @@ def create_app(holder: ServiceHolder, config: ServeConfig, token: str | None) ->
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
         return _error(e.status_code, code, str(e.detail), getattr(e, "headers", None))
 
     @app.exception_handler(Exception)

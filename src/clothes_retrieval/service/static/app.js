@@ -8,6 +8,7 @@
     form: $("search-form"),
     drop: $("drop"),
     file: $("file"),
+    chosen: $("chosen"),
     detect: $("detect"),
     topk: $("topk"),
     again: $("search-again"),
@@ -346,6 +347,7 @@
   function choose(file) {
     if (!file) return;
     currentFile = file;
+    el.chosen.textContent = "Photo: " + (file.name || "dropped photo");
     el.again.disabled = false;
     searchPhoto(file, el.detect.checked);
   }
@@ -356,7 +358,12 @@
     if (view) setStatus("The browser cannot show this photo; its results are below.", "warn");
   });
 
-  el.file.addEventListener("change", () => choose(el.file.files[0]));
+  el.file.addEventListener("change", () => {
+    const file = el.file.files[0];
+    // Cleared, so that choosing the same photo again (say with other options) searches again.
+    el.file.value = "";
+    choose(file);
+  });
 
   el.form.addEventListener("submit", (e) => {
     e.preventDefault();
