@@ -218,7 +218,8 @@ def create_app(holder: ServiceHolder, config: ServeConfig, token: str | None) ->
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError):
         ctype = request.headers.get("content-type", "")
-        if request.method == "POST" and not ctype.startswith("multipart/form-data"):
+        uploads = request.url.path in ("/search", "/gallery")  # the multipart endpoints
+        if uploads and request.method == "POST" and not ctype.startswith("multipart/form-data"):
             return _error(
                 415,
                 "wrong_content_type",
@@ -233,7 +234,9 @@ def create_app(holder: ServiceHolder, config: ServeConfig, token: str | None) ->
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):
-        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            e.status_code, "http_error"
+        )
         return _error(e.status_code, code, str(e.detail), getattr(e, "headers", None))
 
     @app.exception_handler(Exception)
