@@ -172,9 +172,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from clothes_retrieval.service.http import serve
 
     bundle, config = _bundle_dir(args)
-    config = config.model_copy(
-        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = (
+        ("host", args.host),
+        ("port", args.port),
+        ("batch_window_ms", args.batch_window_ms),
+        ("max_batch", args.max_batch),
+        ("gallery_state", args.gallery_state),
     )
+    config = config.model_copy(update={k: v for k, v in overrides if v is not None})
     if config.torch_threads:
         import torch
 
@@ -262,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     _bundle_args(p)
     p.add_argument("--host", help="listen address (default: the profile's, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: the profile's, 8000)")
+    p.add_argument(
+        "--batch-window-ms",
+        type=float,
+        help="how long a search waits for others to batch with (0: no batching; default 5)",
+    )
+    p.add_argument("--max-batch", type=int, help="most photos in one batch (default 8)")
+    p.add_argument(
+        "--gallery-state",
+        type=Path,
+        metavar="DIR",
+        help="where gallery changes are kept (default: <bundle>.gallery beside it)",
+    )
     p.set_defaults(func=_cmd_serve)
     return parser
 

@@ -28,8 +28,10 @@ Failure table columns (``FAILURE_COLUMNS``): image_path, error.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,9 +169,11 @@ class Detector:
             raise ValueError("the config names no detector: pass detector=")
         self.score_thr, self.max_per_image, self.cpu_threads = score_thr, max_per_image, cpu_threads
         self.device = resolve_device(device)
-        with trusted_checkpoints():
-            # palette: only for drawing; "random" keeps init_detector from building the test
-            # dataset (a run trained without validation has none).
+        # mmengine prints "Loads checkpoint ..." through a logger writing to stdout, where
+        # `search --json` writes its answer: a logger made here writes to stderr instead.
+        with contextlib.redirect_stdout(sys.stderr), trusted_checkpoints():
+            # palette: only for drawing; "random" keeps init_detector from building the
+            # test dataset (a run trained without validation has none).
             self.model = init_detector(cfg, str(checkpoint), device=self.device, palette="random")
         self.category_ids = _category_ids(self.model.dataset_meta["classes"], cfg)
         self._pipeline = Compose(cfg.test_pipeline)
