@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 # torch threads ~4x slower than one. Passive waiting removes the penalty.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run real-benchmark test test-slow test-gpu lint format dagster clean-outputs
+.PHONY: setup run serve real-benchmark test test-slow test-gpu lint format dagster clean-outputs
 
 setup:
 	@scripts/setup.sh
@@ -19,6 +19,10 @@ setup:
 # The whole asset graph of a profile as one Dagster run (default: the synthetic sample).
 run: setup
 	.venv/bin/clothes-retrieval run --profile $(PROFILE) $(SET)
+
+# The search service (HTTP API + web page) on the profile's published bundle (after `make run`).
+serve: setup
+	.venv/bin/clothes-retrieval serve --profile $(PROFILE)
 
 # The real street-to-shop profile (street photos -> product photos; ~51 min on 2 cores).
 real-benchmark: setup

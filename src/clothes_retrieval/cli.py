@@ -103,6 +103,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  report:   {outcome.report}")
         for key, value in outcome.headline.items():
             print(f"    {key}: {value:.4f}")
+    if (profile.output_dir / "published_index" / "bundle.json").is_file():
+        print(
+            f"  serve:    clothes-retrieval serve --profile {args.profile} "
+            f"(make serve; http://{profile.serve.host}:{profile.serve.port}/)"
+        )
     if outcome.line:
         print(outcome.line)
     return 0 if outcome.success else 1
