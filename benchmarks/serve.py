@@ -16,7 +16,9 @@ machine falls on both alike. Both get a warm-up first. This process sets torch t
 threads; the server keeps torch's default (both printed).
 
 ``--compare-batching`` runs the concurrency-16 load on a second server started with
-``--batch-window-ms 0`` (each request alone) and prints photos/s of both and their ratio.
+``--batch-window-ms 0`` (each request alone), alternating with the default server
+(``--rounds`` loads each), and prints photos/s of both and their ratio (batched /
+unbatched). The mean batch size is read from the answers' ``timings.photos_in_batch``.
 
 Last line: ``serve: p50 ms A, p95 ms B, photos/s C at 16, overhead ratio D`` where A and B
 are the served latencies at concurrency 1, C the photos/s at concurrency 16 and
@@ -121,17 +123,33 @@ class Server:
             self.process.wait(timeout=20)
 
 
-def post_search(client: httpx.Client, data: bytes) -> tuple[float, int]:
-    """(latency in s, status; 0 for a transport error) of one detect=true search."""
+def post_search(client: httpx.Client, data: bytes) -> tuple[float, int, dict]:
+    """(latency in s, status (0: a transport error), the server's timings) of one
+    detect=true search."""
     t0 = time.perf_counter()
+    timings: dict = {}
     try:
         r = client.post("/search", files={"image": ("photo.jpg", data)}, params={"detect": True})
         status = r.status_code
         if status == 200:
-            r.json()
+            timings = r.json()["timings"]
     except httpx.HTTPError:
         status = 0
-    return time.perf_counter() - t0, status
+    return time.perf_counter() - t0, status, timings
+
+
+def summary(concurrency: int, latencies: list[float], timings: list[dict], wall: float, errors):
+    """Latency percentiles (ms), photos/s, the server's pipeline time and batch sizes."""
+    pipeline = [t["detect_ms"] + t["embed_ms"] + t["search_ms"] for t in timings]
+    return {
+        "concurrency": concurrency,
+        "p50": float(np.percentile(latencies, 50)) * 1e3,
+        "p95": float(np.percentile(latencies, 95)) * 1e3,
+        "photos_s": len(latencies) / wall,
+        "pipeline_p50": float(np.percentile(pipeline, 50)) if pipeline else float("nan"),
+        "batch": float(np.mean([t["photos_in_batch"] for t in timings])) if timings else 0.0,
+        "errors": list(errors),
+    }
 
 
 def load(url: str, photos: list[bytes], concurrency: int) -> dict:
@@ -139,6 +157,7 @@ def load(url: str, photos: list[bytes], concurrency: int) -> dict:
     lock = threading.Lock()
     todo = iter(range(len(photos)))
     latencies: list[float] = []
+    timings: list[dict] = []
     errors: list[int] = []
 
     def worker() -> None:
@@ -148,10 +167,12 @@ def load(url: str, photos: list[bytes], concurrency: int) -> dict:
                     i = next(todo, None)
                 if i is None:
                     return
-                seconds, status = post_search(client, photos[i])
+                seconds, status, t = post_search(client, photos[i])
                 with lock:
                     latencies.append(seconds)
-                    if status != 200:
+                    if status == 200:
+                        timings.append(t)
+                    else:
                         errors.append(status)
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -160,13 +181,20 @@ def load(url: str, photos: list[bytes], concurrency: int) -> dict:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    return summary(concurrency, latencies, timings, time.perf_counter() - t0, errors)
+
+
+def merge(runs: list[dict]) -> dict:
+    """Several loads as one: photos/s over the summed wall time, pooled errors."""
+    photos = sum(r["n"] for r in runs)
+    wall = sum(r["n"] / r["photos_s"] for r in runs)
     return {
-        "concurrency": concurrency,
-        "p50": float(np.percentile(latencies, 50)) * 1e3,
-        "p95": float(np.percentile(latencies, 95)) * 1e3,
-        "photos_s": len(photos) / wall,
-        "errors": errors,
+        **runs[0],
+        "p50": float(np.median([r["p50"] for r in runs])),
+        "p95": float(np.median([r["p95"] for r in runs])),
+        "photos_s": photos / wall,
+        "batch": float(np.mean([r["batch"] for r in runs])),
+        "errors": [e for r in runs for e in r["errors"]],
     }
 
 
@@ -199,6 +227,7 @@ def line(name: str, r: dict) -> str:
     return (
         f"  {name}: p50 {r['p50']:7.1f} ms, p95 {r['p95']:7.1f} ms, "
         f"{r['photos_s']:5.2f} photos/s, errors {len(r['errors'])}"
+        + f", mean batch {r['batch']:.1f}"
         + (f" (statuses {sorted(set(r['errors']))})" if r["errors"] else "")
     )
 
@@ -222,6 +251,9 @@ def main() -> int:
         "--compare-batching",
         action="store_true",
         help="also run the concurrency-16 load with --batch-window-ms 0",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="loads of each kind for --compare-batching"
     )
     args = parser.parse_args()
     if 1 not in args.concurrency:
@@ -259,27 +291,19 @@ def main() -> int:
                 post_search(client, data)
 
             # Concurrency 1, alternating with the bare pipeline photo by photo.
-            bare, served, errors = [], [], []
-            t_served = 0.0
+            bare, served, timings, errors = [], [], [], []
             for data in photos:
                 bare.append(bare_once(service, data))
-                seconds, status = post_search(client, data)
+                seconds, status, t = post_search(client, data)
                 served.append(seconds)
-                t_served += seconds
-                if status != 200:
+                if status == 200:
+                    timings.append(t)
+                else:
                     errors.append(status)
         del service
         bare_p50 = float(np.percentile(bare, 50)) * 1e3
         bare_p95 = float(np.percentile(bare, 95)) * 1e3
-        results = {
-            1: {
-                "concurrency": 1,
-                "p50": float(np.percentile(served, 50)) * 1e3,
-                "p95": float(np.percentile(served, 95)) * 1e3,
-                "photos_s": len(photos) / t_served,
-                "errors": errors,
-            }
-        }
+        results = {1: summary(1, served, timings, sum(served), errors)}
         for c in args.concurrency:
             if c != 1:
                 load(server.url, warm * max(1, c // len(warm)), c)  # warm the batch sizes
@@ -291,12 +315,18 @@ def main() -> int:
         print("served POST /search (latency per request as the client sees it):")
         for c in sorted(results):
             print(line(f"concurrency {c:>2}", results[c]))
+        one = results[1]
+        print(
+            f"at concurrency 1: served p50 {one['p50']:.1f} ms, of which the server's "
+            f"detect+embed+search p50 {one['pipeline_p50']:.1f} ms; bare p50 {bare_p50:.1f} ms "
+            f"(HTTP, batch window, result table: {one['p50'] - one['pipeline_p50']:.1f} ms)"
+        )
         total_errors = sum(len(r["errors"]) for r in results.values())
 
         if args.compare_batching:
+            # Both servers up (the idle one takes no CPU); the loads alternate batched,
+            # unbatched, ... so that other load on the machine falls on both alike.
             top = max(args.concurrency)
-            server.stop()
-            servers.remove(server)
             unbatched = Server(
                 bundle,
                 tmp / "state-unbatched",
@@ -305,10 +335,17 @@ def main() -> int:
             )
             servers.append(unbatched)
             load(unbatched.url, warm * max(1, top // len(warm)), top)
-            off = load(unbatched.url, photos, top)
-            total_errors += len(off["errors"])
-            on = results[top]
-            print(f"batching at concurrency {top}:")
+            on_runs, off_runs = [{**results[top], "n": len(photos)}], []
+            for r in range(args.rounds):
+                off_runs.append({**load(unbatched.url, photos, top), "n": len(photos)})
+                if r + 1 < args.rounds:
+                    on_runs.append({**load(server.url, photos, top), "n": len(photos)})
+            on, off = merge(on_runs), merge(off_runs)
+            total_errors += len(off["errors"]) + len(on["errors"]) - len(results[top]["errors"])
+            print(
+                f"batching at concurrency {top} ({args.rounds} loads of {len(photos)} photos "
+                "each, alternating; latencies: median over the loads):"
+            )
             print(line("window 5 ms (default)", on))
             print(line("window 0 (no batching)", off))
             print(

@@ -28,9 +28,9 @@ from clothes_retrieval.service import BundleError, publish_bundle, validate_bund
 from clothes_retrieval.versioning import common_data_version, write_lineage
 from orchestration.defs.automation import REBUILD
 from orchestration.defs.data_assets import ITEM_TABLE
-from orchestration.defs.detection_assets import FUSED_BOXES, detector_key
+from orchestration.defs.detection_assets import FUSED_BOXES
 from orchestration.defs.resources import PipelineResource
-from orchestration.defs.retrieval_assets import embeddings_key, model_key
+from orchestration.defs.retrieval_assets import embeddings_key
 
 SEARCH_GROUP = "search"
 SEARCH_INDEX = dg.AssetKey("search_index")
@@ -200,13 +200,13 @@ def build_search_assets(profile: PipelineProfile) -> list:
             )
         return dg.MaterializeResult(metadata=metadata, check_results=results)
 
-    detectors = list(profile.detection.detectors)
-
+    # The bundle also copies the models' and detectors' files; they reach it through
+    # search_index (embeddings -> model) and evaluation_report (fused_boxes -> detections ->
+    # detector). Direct edges would make it stale, and rebuilt, as soon as a model is, before
+    # the index of that model exists (the bundle check would then refuse it).
     @dg.asset(
         key=PUBLISHED_INDEX,
-        deps=[EVALUATION_REPORT, SEARCH_INDEX, ITEM_TABLE]
-        + [model_key(m) for m in members]
-        + [detector_key(d) for d in detectors],
+        deps=[EVALUATION_REPORT, SEARCH_INDEX],
         group_name=SEARCH_GROUP,
         automation_condition=REBUILD,
         check_specs=[dg.AssetCheckSpec("bundle_loads", asset=PUBLISHED_INDEX, blocking=True)],

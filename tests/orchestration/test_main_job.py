@@ -53,7 +53,8 @@ def test_make_run_builds_the_whole_sample_graph_and_publishes(tmp_path: Path) ->
             for r in records
         }
     assert checks and all(checks.values()), checks
-    assert (out / "published_index" / "index.faiss").is_file()
+    assert (out / "published_index" / "index" / "index.faiss").is_file()
+    assert (out / "published_index" / "bundle.json").is_file()  # the bundle make serve serves
     report = (out / "evaluation_report" / "report.md").read_text()
     for table in ("Table 2 layout", "Table 3 layout", "Table 5 layout", "Table 6 layout"):
         assert table in report, table

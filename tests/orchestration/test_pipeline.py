@@ -159,7 +159,7 @@ def test_a_floor_above_the_achieved_acc10_blocks_publishing(ran: dict, capsys) -
         "published Acc@10"
     ]
     assert achieved < 1.0, "the tiny gallery must leave room for a failing floor"
-    published = (out / "published_index" / "index.faiss").stat().st_mtime_ns
+    published = (out / "published_index" / "bundle.json").stat().st_mtime_ns
     code = main(["run", "--profile", str(ran["profile"]), "--set", "search.acc10_floor=1.0"])
     assert code == 1
     assert "FAILED" in capsys.readouterr().out
@@ -182,7 +182,7 @@ def test_a_floor_above_the_achieved_acc10_blocks_publishing(ran: dict, capsys) -
             ).records
         }
     assert "evaluation_report" in materialised and "published_index" not in materialised
-    assert (out / "published_index" / "index.faiss").stat().st_mtime_ns == published
+    assert (out / "published_index" / "bundle.json").stat().st_mtime_ns == published
 
 
 def test_the_report_refuses_inputs_of_different_data_versions(ran: dict) -> None:

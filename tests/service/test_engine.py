@@ -423,3 +423,26 @@ def test_a_new_bundle_that_does_not_load_leaves_the_old_one_serving(
     assert holder.maybe_reload() is False
     assert holder.service.bundle_id != "broken"
     assert "broken" in holder.last_error and "does not load" in holder.last_error
+
+
+def test_a_post_processed_configuration_is_not_published(
+    published: Published, tmp_path: Path
+) -> None:
+    """The service ranks by nearest neighbour; an index published for re-ranking would be
+    served otherwise than it was evaluated, so it is refused, naming the setting."""
+    out = _out(published)
+    index_dir = tmp_path / "index"
+    shutil.copytree(out / "search_index", index_dir)
+    meta = json.loads((index_dir / "manifest.json").read_text())
+    meta["manifest"]["postprocess"] = ["rerank"]
+    (index_dir / "manifest.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="rerank.*search.publish.postprocess"):
+        publish_bundle(
+            tmp_path / "published_index",
+            index_dir=index_dir,
+            report_dir=out / "evaluation_report",
+            models={m: out / "model" / m for m in MODELS},
+            data_version="v",
+            profile="tiny",
+        )
+    assert not (tmp_path / "published_index").exists()

@@ -136,6 +136,15 @@ def publish_bundle(
     index_dir, report_dir = Path(index_dir), Path(report_dir)
     report = json.loads((report_dir / "report.json").read_text())
     index_meta = json.loads((index_dir / "manifest.json").read_text())
+    steps = index_meta["manifest"].get("postprocess") or []
+    if steps:
+        # The index holds the gallery's plain vectors and the service ranks by nearest
+        # neighbour: serving it would answer differently from what was evaluated.
+        raise BundleError(
+            f"the published configuration post-processes ({', '.join(steps)}) but the "
+            "service ranks by nearest neighbour: publish a nearest-neighbour setting "
+            "(search.publish.postprocess) so that what is served is what was evaluated"
+        )
     rows = pd.read_parquet(index_dir / "gallery_rows.parquet")
     gallery = gallery_table(rows, items)
     with atomic_dir(Path(out_dir)) as tmp:
