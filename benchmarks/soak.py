@@ -7,9 +7,8 @@ requests (default 2000) come from ``--threads`` threads (default 4), mixed at ra
 ~10% ``POST /gallery?detect=false`` (a consumer photo; the returned id recorded) and ~5%
 ``DELETE /gallery/{id}`` (a live added id, or a base gallery id seen in results).
 
-The client keeps the gallery's state: what was added, and what is deleted (a deleted
-base box also deletes the boxes of its photo that overlap it at IoU >= 0.5, as the
-gallery does). Checked:
+The client keeps the gallery's state: what was added, and what is deleted (exactly the
+ids deleted). Checked:
 
 * errors: any status other than the expected one (200 / 201 / 200) or a transport error
   (a delete is only sent for an id the client knows is live, so no 404 is expected);
@@ -22,11 +21,13 @@ gallery does). Checked:
   within 10% or 50 MB of the second quarter's).
 
 Fault test (``--kills`` times, default 3): an add is started in a thread, after a random
-0-150 ms the server's process group gets SIGKILL, and the server is restarted on the
-same bundle and state. The gallery must be the last committed state: the size /health
-reports is the size before plus 0 or 1, every acknowledged add is found, every
-acknowledged delete stays deleted, and the add in flight is either whole (its image is
-served and a search returns it, and the size is one more) or absent (neither).
+0-150 ms (at most the time one add takes on the idle server, timed first, so that the
+kill lands while the add runs rather than after its answer) the server's process group
+gets SIGKILL, and the server is restarted on the same bundle and state. The gallery must
+be the last committed state: the size /health reports is the size before plus 0 or 1,
+every acknowledged add is found, every acknowledged delete stays deleted, and the add in
+flight is either whole (its image is served and a search returns it, and the size is one
+more) or absent (neither).
 
 Last line: ``soak: N requests, E errors, A adds, D deletes, lost L, resurrected R, rss MB
 first/max/last F/M/L, kills K recovered K``. Exit 1 on any error, lost or resurrected
@@ -60,7 +61,6 @@ import pandas as pd
 CLI = [sys.executable, "-m", "clothes_retrieval.cli"]
 REPO = Path(__file__).resolve().parents[1]
 TOKEN_ENV = "CLOTHES_RETRIEVAL_TOKEN"
-DELETE_IOU = 0.5  # as clothes_retrieval.service.gallery
 TIMEOUT = 300
 
 
@@ -139,32 +139,18 @@ class Server:
 
 
 class BaseGallery:
-    """Which base ids a delete takes with it: the boxes of its photo at IoU >= 0.5."""
+    """The bundle's gallery ids; a delete removes exactly the id it names."""
 
     def __init__(self, bundle: Path) -> None:
         g = pd.read_parquet(bundle / "gallery.parquet")
         self.ids = [str(x) for x in g["gallery_id"]]
-        boxes = g[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float64)
-        images = g["image_id"].astype(str).to_numpy()
-        self._box = dict(zip(self.ids, boxes, strict=True))
-        self._image = dict(zip(self.ids, images, strict=True))
-        self._of_image: dict[str, list[str]] = {}
-        for gid, im in zip(self.ids, images, strict=True):
-            self._of_image.setdefault(im, []).append(gid)
+        self._ids = set(self.ids)
 
     def __contains__(self, gallery_id: str) -> bool:
-        return gallery_id in self._box
+        return gallery_id in self._ids
 
     def taken_with(self, gallery_id: str) -> set[str]:
-        a = self._box[gallery_id]
-        same = self._of_image[self._image[gallery_id]]
-        b = np.stack([self._box[g] for g in same])
-        x1, y1 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
-        x2, y2 = np.minimum(a[2], b[:, 2]), np.minimum(a[3], b[:, 3])
-        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        area = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-        iou = inter / np.maximum(area, 1e-9)
-        return {g for g, v in zip(same, iou, strict=True) if v >= DELETE_IOU} | {gallery_id}
+        return {gallery_id}
 
 
 @dataclass
@@ -221,6 +207,11 @@ class Tally:
         with self.lock:
             self.errors.append(what)
 
+    def count(self, op: str) -> None:
+        """One acknowledged request of kind ``op``."""
+        with self.lock:
+            self.ops[op] += 1
+
 
 def result_ids(body: dict) -> list[str]:
     return [r["gallery_id"] for it in body["items"] for r in it["results"]]
@@ -265,13 +256,11 @@ def soak(
                 except httpx.HTTPError as e:
                     model.release(taken)
                     return tally.error(f"DELETE {gid}: {type(e).__name__}: {e}")
-                if r.status_code == 200:
-                    model.acked_delete(gid, taken)
-                else:
+                if r.status_code != 200:
                     model.release(taken)
-                    tally.error(describe(r))
-                tally.ops["delete"] += 1
-                return
+                    return tally.error(describe(r))
+                model.acked_delete(gid, taken)
+                return tally.count("delete")
         p = rng.randrange(len(photos))
         if op == "add":
             try:
@@ -287,8 +276,7 @@ def soak(
                 return tally.error(describe(r))
             with model.lock:
                 model.added[r.json()["added"][0]] = p
-            tally.ops["add"] += 1
-            return
+            return tally.count("add")
         with lock:
             detect = searches % 2 == 0
             searches += 1
@@ -311,7 +299,7 @@ def soak(
                         tally.resurrected.add(g)
                 if g in model.base and g not in model.deleted_at:
                     model.seen_base.add(g)
-        tally.ops["search"] += 1
+        tally.count("search")
 
     def worker(n: int) -> None:
         nonlocal done
@@ -368,11 +356,36 @@ def gallery_size(url: str) -> int:
     return int(httpx.get(f"{url}/health", timeout=30).json()["gallery_items"])
 
 
+def timed_add(url: str, photos: list[bytes], model: Model, token: str, rng) -> float:
+    """One add on the idle server (kept, recorded): its time in seconds."""
+    p = rng.randrange(len(photos))
+    t0 = time.perf_counter()
+    r = httpx.post(
+        f"{url}/gallery",
+        files={"image": ("photo.jpg", photos[p])},
+        params={"detect": False},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT,
+    )
+    seconds = time.perf_counter() - t0
+    if r.status_code != 201:
+        raise SystemExit(f"the timed add failed: {describe(r)}")
+    with model.lock:
+        model.added[r.json()["added"][0]] = p
+    return seconds
+
+
 def kill_during_add(
-    server: Server, restart, photos: list[bytes], model: Model, token: str, rng: random.Random
+    server: Server,
+    restart,
+    photos: list[bytes],
+    model: Model,
+    token: str,
+    rng: random.Random,
+    window: float,
 ) -> tuple[Server, bool, str]:
-    """SIGKILL the server while an add runs, restart it, check the committed state.
-    Returns (the new server, recovered, what happened)."""
+    """SIGKILL the server a random 0..``window`` s after an add is sent, restart it,
+    check the committed state. Returns (the new server, recovered, what happened)."""
     size_before = gallery_size(server.url)
     known = set(model.added) | model.deleted_added
     numbers = [int(g[1:].split("_")[0]) for g in known if re.fullmatch(r"a\d+_\d+", g)]
@@ -395,7 +408,8 @@ def kill_during_add(
 
     t = threading.Thread(target=add)
     t.start()
-    time.sleep(rng.uniform(0.0, 0.150))
+    delay = rng.uniform(0.0, window)
+    time.sleep(delay)
     server.kill(signal.SIGKILL)
     t.join(timeout=60)
     new = restart()
@@ -417,8 +431,9 @@ def kill_during_add(
         with model.lock:
             model.added[candidate] = p
     ok = present or (absent and not acked)
+    state = "acknowledged" if acked else f"unanswered ({answer.get('error', '?')})"
     what = (
-        f"add {'acknowledged' if acked else 'unanswered (' + answer.get('error', '?') + ')'}, "
+        f"killed {delay * 1e3:.0f} ms after the add was sent; add {state}, "
         f"after restart {'present' if present else 'absent' if absent else 'TORN'} "
         f"(image {image}, searchable {found}, gallery {size_before} -> {size})"
     )
@@ -520,9 +535,15 @@ def main() -> int:
             f"deleted ({model.deletes_acked} deletes): lost {len(gone)}, resurrected {len(back)}"
         )
         rng = random.Random(args.seed + 1)
+        # Kills land within the add (0-150 ms, at most one add's time on the idle server),
+        # not after it was answered.
+        window = 0.150
+        if args.kills:
+            window = min(window, timed_add(server.url, photos, model, token, rng))
+            print(f"kill window: 0-{window * 1e3:.0f} ms after the add is sent")
         for k in range(args.kills):
             kills += 1
-            server, fine, what = kill_during_add(server, start, photos, model, token, rng)
+            server, fine, what = kill_during_add(server, start, photos, model, token, rng, window)
             gone, back = verify(server.url, photos, model)
             lost |= gone
             tally.resurrected |= back

@@ -207,6 +207,10 @@ def test_page_search_browse_and_whole_photo(tab, shared_server, service, publish
     # Back to the uploaded photo and its garments.
     page.locator("#back").click()
     page.wait_for_function("() => document.querySelector('#photo').src.startsWith('blob:')")
+    # the boxes are drawn once the photo has loaded again
+    page.wait_for_function(
+        "n => document.querySelectorAll('.box').length === n", arg=len(want["items"])
+    )
     assert page.locator(".box").count() == len(want["items"])
 
     # The same photo with detection off: one box, the whole photo.

@@ -67,6 +67,8 @@ class Batcher:
                 return None
             first = self._queue.popleft()
             batch = [first]
+            if self.window_s <= 0:  # no batching: not even with requests already queued
+                return batch
             deadline = first.queued + self.window_s
             while len(batch) < self.max_batch:
                 same = next((j for j in self._queue if j.key == first.key), None)

@@ -12,8 +12,9 @@ a lock and committed to a state folder before the new view is served:
 A crash at any point leaves ``state.json`` at the last commit (files written for an
 uncommitted change are ignored and removed on the next load). The state outlives a
 bundle: a newly published bundle takes the additions (re-embedded with its models when
-they differ) and the deletions (a deleted shop box deletes the new bundle's boxes of that
-photo overlapping it at IoU >= 0.5, since a rebuild renumbers boxes).
+they differ) and the deletions. A deletion removes exactly the id deleted; under another
+bundle, which may box and number that photo differently, it removes the boxes of the same
+photo overlapping the deleted box at IoU >= 0.5.
 """
 
 from __future__ import annotations
@@ -183,6 +184,9 @@ class GalleryStore:
         boxes = self._base[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float64)
         by_image = self._base.groupby("image_id").indices
         for d in deleted:
+            if d.get("bundle_id") == self.bundle_id and d["gallery_id"] in self._row_of:
+                rows.add(self._row_of[d["gallery_id"]])  # deleted in this very bundle
+                continue
             cand = by_image.get(str(d["image_id"]))
             if cand is None:
                 continue
@@ -308,14 +312,18 @@ class GalleryStore:
                         f.unlink(missing_ok=True)
             else:
                 state["deleted"].append(
-                    {"gallery_id": gallery_id, "image_id": item["image_id"], "box": item["box"]}
+                    {
+                        "gallery_id": gallery_id,
+                        "bundle_id": self.bundle_id,
+                        "image_id": item["image_id"],
+                        "box": item["box"],
+                    }
                 )
                 self._commit(state)
-                gone = self._deleted_rows(state["deleted"][-1:]) | {int(item["row"])}
                 self.view = GalleryView(
                     view.index,
                     view.base_ids,
-                    view.deleted | gone,
+                    view.deleted | {int(item["row"])},
                     view.added_ids,
                     view.added,
                 )

@@ -345,7 +345,8 @@ def create_app(holder: ServiceHolder, config: ServeConfig, token: str | None) ->
     ):
         """Find the garments in a photo and each one's most similar shop items."""
         check_multipart(request)
-        decoded = decode_image(await read_upload(image), limits)
+        # Decoded off the event loop: a large photo must not hold up other requests.
+        decoded = await asyncio.to_thread(decode_image, await read_upload(image), limits)
         key = (top_k, detect, max_items)
         answer = await asyncio.wrap_future(batcher.submit(key, decoded.image))
         return answer_out(answer)
@@ -371,7 +372,7 @@ def create_app(holder: ServiceHolder, config: ServeConfig, token: str | None) ->
         authorise(request)
         check_multipart(request)
         data = await read_upload(image)
-        decode_image(data, limits)  # refused before it reaches the writer
+        await asyncio.to_thread(decode_image, data, limits)  # refused before the writer
         ids = await asyncio.to_thread(holder.add_photo, data, detect=detect, max_items=max_items)
         reason = None if ids else "no garment detected: add it with detect=false"
         return {"added": ids, "reason": reason, "gallery_items": holder.service.gallery.view.size}
