@@ -324,6 +324,9 @@ def test_an_added_photo_is_found_and_a_deleted_item_never_returned(
     base_id = service.search(photo, top_k=2, detect=False).items[0].results[1].gallery_id
     service.delete(base_id)
     service.delete("a1_1")
+    # Still top_k live results when deleted items rank among the first.
+    near = service.search(photo, top_k=2, detect=False).items[0].results
+    assert len(near) == 2 and not {r.gallery_id for r in near} & {base_id, "a1_1"}
     other = next(g for g in service.gallery.view.base_ids if g != base_id)
     for answer in (
         service.search(photo, top_k=every, detect=False),
