@@ -1,4 +1,7 @@
-"""Search: concatenating model embeddings, the faiss index with its manifest (publishing: clothes_retrieval.service)."""
+"""Search: concatenating model embeddings, the faiss index with its manifest.
+
+Publishing the index for serving: :mod:`clothes_retrieval.service`.
+"""
 
 from clothes_retrieval.index.concat import concatenate_embeddings, l2_normalize
 from clothes_retrieval.index.faiss_index import (
