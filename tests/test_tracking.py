@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def _records(path: Path) -> list:
             pos += block - pos % block
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0:
+        if kind == 0 or pos + 7 + length > len(data):  # the end, or a chunk still being written
             break
         pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
@@ -45,8 +46,19 @@ def read_offline_run(directory: Path) -> tuple[str, dict, list[dict], dict]:
     runs = sorted((directory / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs
     (path,) = runs[0].glob("run-*.wandb")
+    # wandb's service process writes the file; finish() can return before the last of it
+    # is on disk (seen once in CI under load: no run record read). The run is complete
+    # once its exit record is written.
+    deadline = time.monotonic() + 60
+    while True:
+        records = _records(path)
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if "exit" in kinds:
+            break
+        assert time.monotonic() < deadline, f"{path} has no exit record after 60 s: {kinds}"
+        time.sleep(0.2)
     run_id, config, history, summary = "", {}, [], {}
-    for record in _records(path):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run_id = record.run.run_id
