@@ -208,6 +208,28 @@ class Detector:
         return out
 
 
+def detection_rows(detector: str, found: np.ndarray, image: Any) -> pd.DataFrame:
+    """Detection-table rows (``DETECTION_COLUMNS``) of one image's :meth:`Detector.predict`
+    output; ``image`` holds the image's ``IMAGE_COLUMNS`` (a row or a mapping)."""
+    return pd.DataFrame(
+        {
+            "detector": detector,
+            "split": image["split"],
+            "image_id": int(image["image_id"]),
+            "source": image["source"],
+            "image_path": str(image["image_path"]),
+            "image_width": int(image["image_width"]),
+            "image_height": int(image["image_height"]),
+            "x1": found[:, 0],
+            "y1": found[:, 1],
+            "x2": found[:, 2],
+            "y2": found[:, 3],
+            "score": found[:, 4],
+            "category_id": found[:, 5].astype(np.int64),
+        }
+    )
+
+
 def run_detector(
     checkpoint: str | Path,
     config: str | Path | Any,
@@ -259,26 +281,7 @@ def run_detector(
         for i, found in zip(kept, model.predict(decoded), strict=True):
             if len(found) == 0:
                 continue
-            row = rows.loc[i]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "detector": name,
-                        "split": row["split"],
-                        "image_id": int(row["image_id"]),
-                        "source": row["source"],
-                        "image_path": str(row["image_path"]),
-                        "image_width": int(row["image_width"]),
-                        "image_height": int(row["image_height"]),
-                        "x1": found[:, 0],
-                        "y1": found[:, 1],
-                        "x2": found[:, 2],
-                        "y2": found[:, 3],
-                        "score": found[:, 4],
-                        "category_id": found[:, 5].astype(np.int64),
-                    }
-                )
-            )
+            frames.append(detection_rows(name, found, rows.loc[i]))
     detections = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     detections = detections.reindex(columns=list(DETECTION_COLUMNS)).astype(DETECTION_COLUMNS)
     failure_table = pd.DataFrame(failures, columns=list(FAILURE_COLUMNS)).astype(FAILURE_COLUMNS)

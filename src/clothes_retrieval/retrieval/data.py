@@ -28,6 +28,7 @@ __all__ = [
     "QUERY_SOURCES",
     "REFERENCE_SOURCES",
     "crop_datasets",
+    "crop_image",
     "read_crop",
 ]
 
@@ -45,6 +46,19 @@ class ImageReadError(OSError):
     """An image could not be read or cropped; the message names the file."""
 
 
+def crop_image(img: Image.Image, box: Box, name: str = "the image") -> Image.Image:
+    """``img`` cropped to ``box`` (pixels, clipped to the image, rounded to whole pixels);
+    :class:`ImageReadError` naming ``name`` when the box is empty inside it."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x1, y1 = max(0.0, x1), max(0.0, y1)
+    x2, y2 = min(float(img.width), x2), min(float(img.height), y2)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        raise ImageReadError(f"box {tuple(box)} is empty inside {name} ({img.width}×{img.height})")
+    return img.crop(
+        (round(x1), round(y1), max(round(x2), round(x1) + 1), max(round(y2), round(y1) + 1))
+    )
+
+
 def read_crop(
     path: str | Path, box: Box | None = None, max_size: tuple[int, int] | None = None
 ) -> Image.Image:
@@ -57,16 +71,7 @@ def read_crop(
     except _IMAGE_ERRORS as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
     if box is not None:
-        x1, y1, x2, y2 = (float(v) for v in box)
-        x1, y1 = max(0.0, x1), max(0.0, y1)
-        x2, y2 = min(float(img.width), x2), min(float(img.height), y2)
-        if x2 - x1 < 1 or y2 - y1 < 1:
-            raise ImageReadError(
-                f"box {tuple(box)} is empty inside image {path} ({img.width}×{img.height})"
-            )
-        img = img.crop(
-            (round(x1), round(y1), max(round(x2), round(x1) + 1), max(round(y2), round(y1) + 1))
-        )
+        img = crop_image(img, box, f"image {path}")
     if max_size is not None:
         scale = min(1.0, max(max_size[0] / img.height, max_size[1] / img.width))
         if scale < 1.0:

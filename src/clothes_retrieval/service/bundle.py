@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,3 @@ def read_bundle_manifest(bundle_dir: str | Path) -> dict[str, Any]:
 
 def model_weights(manifest: Mapping[str, Any]) -> dict[str, float]:
     return {m["name"]: float(m["weight"]) for m in manifest["models"]}
-
-
-def model_names(manifest: Mapping[str, Any]) -> Sequence[str]:
-    return [m["name"] for m in manifest["models"]]

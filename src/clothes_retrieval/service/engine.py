@@ -26,7 +26,9 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from clothes_retrieval.data.schema import CATEGORIES
-from clothes_retrieval.index import IndexManifest, concatenate_embeddings, load_index
+from clothes_retrieval.index import concatenate_embeddings, load_index
+from clothes_retrieval.retrieval.data import crop_image
+from clothes_retrieval.search.experiments import MIN_BOX_SIDE  # as the evaluation drops them
 from clothes_retrieval.service.bundle import (
     BundleError,
     model_weights,
@@ -50,7 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MIN_BOX_SIDE = 4  # pixels: smaller boxes are not searched (as in the evaluation)
 FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}
 
 
@@ -78,7 +79,6 @@ class UnknownItemError(KeyError):
 @dataclass(frozen=True)
 class DecodedImage:
     image: Image.Image  # RGB, EXIF orientation applied
-    data: bytes
     suffix: str  # file suffix of its format
 
 
@@ -128,7 +128,7 @@ def decode_image(data: bytes, limits: ServiceLimits | None = None) -> DecodedIma
             "corrupt_image",
             f"the image could not be decoded (truncated or corrupt: {e}); send the whole file",
         ) from e
-    return DecodedImage(img, data, FORMATS[im.format])
+    return DecodedImage(img, FORMATS[im.format])
 
 
 @dataclass(frozen=True)
@@ -267,6 +267,7 @@ class SearchService:
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per image: fused (N, 4) boxes, scores, category ids (best first, at most
         ``max_items``, boxes under MIN_BOX_SIDE pixels dropped)."""
+        from clothes_retrieval.detection.inference import detection_rows
         from clothes_retrieval.fusion import fuse_detectors
 
         bgr = [np.ascontiguousarray(np.asarray(im)[:, :, ::-1]) for im in images]
@@ -274,25 +275,15 @@ class SearchService:
         for det in self.detectors:
             for i, found in enumerate(det.predict(bgr)):
                 if len(found):
-                    frames.append(
-                        pd.DataFrame(
-                            {
-                                "detector": det.name,
-                                "split": "query",
-                                "image_id": i,
-                                "source": "user",
-                                "image_path": "",
-                                "image_width": images[i].width,
-                                "image_height": images[i].height,
-                                "x1": found[:, 0],
-                                "y1": found[:, 1],
-                                "x2": found[:, 2],
-                                "y2": found[:, 3],
-                                "score": found[:, 4],
-                                "category_id": found[:, 5].astype(np.int64),
-                            }
-                        )
-                    )
+                    image = {
+                        "split": "query",
+                        "image_id": i,
+                        "source": "user",
+                        "image_path": "",
+                        "image_width": images[i].width,
+                        "image_height": images[i].height,
+                    }
+                    frames.append(detection_rows(det.name, found, image))
         out = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)) for _ in images]
         if not frames:
             return out
@@ -318,12 +309,7 @@ class SearchService:
         with one forward pass per model over all the crops."""
         if not boxes:
             return np.zeros((0, self.index.manifest.dim), dtype=np.float32)
-        crops = []
-        for im, b in zip(images, boxes, strict=True):
-            x1, y1 = max(0, round(b[0])), max(0, round(b[1]))
-            x2 = min(im.width, max(round(b[2]), x1 + 1))
-            y2 = min(im.height, max(round(b[3]), y1 + 1))
-            crops.append(im.crop((x1, y1, x2, y2)))
+        crops = [crop_image(im, tuple(b)) for im, b in zip(images, boxes, strict=True)]
         torch = self._torch
         per_model = {}
         amp = self.device.type == "cuda"
@@ -333,10 +319,6 @@ class SearchService:
                 emb = torch.nn.functional.normalize(model.embed(x).float(), dim=1)
                 per_model[name] = emb.cpu().numpy()
         return concatenate_embeddings(per_model, list(self.models), self.weights)
-
-    @property
-    def query_manifest(self) -> IndexManifest:
-        return self.index.manifest
 
     def search_many(
         self,

@@ -114,6 +114,15 @@ def read_token(config: ServeConfig) -> str | None:
     return token.strip() if token is not None else None
 
 
+def _wrong_content_type(ctype: str) -> InputError:
+    return InputError(
+        415,
+        "wrong_content_type",
+        f"send the photo as multipart/form-data with the field 'image' "
+        f"(got content type {ctype or 'none'!r})",
+    )
+
+
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
@@ -220,12 +229,8 @@ def create_app(holder: ServiceHolder, config: ServeConfig, token: str | None) ->
         ctype = request.headers.get("content-type", "")
         uploads = request.url.path in ("/search", "/gallery")  # the multipart endpoints
         if uploads and request.method == "POST" and not ctype.startswith("multipart/form-data"):
-            return _error(
-                415,
-                "wrong_content_type",
-                f"send the photo as multipart/form-data with the field 'image' "
-                f"(got content type {ctype or 'none'!r})",
-            )
+            e = _wrong_content_type(ctype)
+            return _error(e.status, e.code, e.message)
         parts = []
         for err in e.errors():
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
@@ -280,12 +285,7 @@ def create_app(holder: ServiceHolder, config: ServeConfig, token: str | None) ->
     def check_multipart(request: Request) -> None:
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
-            raise InputError(
-                415,
-                "wrong_content_type",
-                f"send the photo as multipart/form-data with the field 'image' "
-                f"(got content type {ctype or 'none'!r})",
-            )
+            raise _wrong_content_type(ctype)
 
     async def read_upload(image: UploadFile) -> bytes:
         data = await image.read(limits.max_upload_bytes + 1)
