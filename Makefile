@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 # torch threads ~4x slower than one. Passive waiting removes the penalty.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run serve real-benchmark test test-slow test-gpu lint format dagster clean-outputs
+.PHONY: setup run serve real-benchmark smoke test test-slow test-gpu lint format dagster clean-outputs
 
 setup:
 	@scripts/setup.sh
@@ -28,6 +28,11 @@ serve: setup
 real-benchmark: setup
 	.venv/bin/clothes-retrieval run --profile configs/pipeline/real.yaml $(SET)
 
+# The DeepFashion2 profile at the paper's sizes, capped to a step per network, on a
+# synthetic sample in the DeepFashion2 layout (the paper configs build, train, infer, report).
+smoke: setup
+	.venv/bin/clothes-retrieval run --profile configs/pipeline/deepfashion2_smoke.yaml $(SET)
+
 test: setup
 	WANDB_MODE=disabled $(PY) -m pytest
 
@@ -38,12 +43,12 @@ test-gpu: setup
 	@scripts/test_gpu.sh
 
 lint: setup
-	.venv/bin/ruff check src orchestration tests benchmarks
-	.venv/bin/ruff format --check src orchestration tests benchmarks
+	.venv/bin/ruff check src orchestration tests benchmarks scripts
+	.venv/bin/ruff format --check src orchestration tests benchmarks scripts
 
 format: setup
-	.venv/bin/ruff format src orchestration tests benchmarks
-	.venv/bin/ruff check --fix src orchestration tests benchmarks
+	.venv/bin/ruff format src orchestration tests benchmarks scripts
+	.venv/bin/ruff check --fix src orchestration tests benchmarks scripts
 
 # The UI on a profile's instance (the one `make run PROFILE=...` writes to).
 dagster: setup

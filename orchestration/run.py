@@ -26,6 +26,7 @@ from typing import Any
 from clothes_retrieval.data.sample import generate_sample_data
 from clothes_retrieval.profile import PipelineProfile, load_profile, project_root_of
 from clothes_retrieval.versioning import dvc_add
+from clothes_retrieval.weights import check_weights
 
 logger = logging.getLogger("clothes_retrieval.run")
 
@@ -127,7 +128,8 @@ def run_profile(profile_path: str | Path, overrides: dict[str, Any] | None = Non
     """Run every asset of the profile in one Dagster run (module docstring).
 
     Raises ``ConfigError`` for a bad profile or override, :class:`MissingData` naming
-    every absent source folder and :class:`InstanceInUse` for another profile's instance,
+    every absent source folder, ``MissingWeightsError`` naming every missing pretrained
+    weight file (and what needs it) and :class:`InstanceInUse` for another profile's instance,
     before anything runs.
     """
     import dagster as dg
@@ -144,6 +146,7 @@ def run_profile(profile_path: str | Path, overrides: dict[str, Any] | None = Non
             "data not found: " + "; ".join(missing) + " (point the profile at the data, e.g. "
             "--set data.sources.<name>.root=DIR, or set CLOTHES_RETRIEVAL_SHARED_DATA)"
         )
+    check_weights(profile)  # every missing weight file named before anything trains
     project = project_root_of(profile_path)
     home = dagster_home(project, profile.name)
     start = time.time()

@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from tests.published import Published, build_published
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -20,3 +22,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="no CUDA device (torch.cuda.is_available() is False)")
     for item in gpu_tests:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
+    """The tiny project's published bundle, built once for the whole session (read-only)."""
+    return build_published(tmp_path_factory)

@@ -79,7 +79,9 @@ def test_disjoint_photo_ranges_of_one_folder_are_allowed() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["sample", "real", "real_tuning", "deepfashion2"])
+@pytest.mark.parametrize(
+    "name", ["sample", "real", "real_tuning", "deepfashion2", "deepfashion2_smoke"]
+)
 def test_shipped_profiles_load(name: str) -> None:
     profile = load_profile(PROFILES / f"{name}.yaml")
     assert profile.name == name
@@ -144,3 +146,56 @@ def test_named_models_and_detectors_resolve_when_the_profile_loads(tmp_path: Pat
         load_profile(sample, parse_overrides(["search.ensembles={both: {models: [m9]}}"]))
     with pytest.raises(ConfigError, match="evaluation.headline"):
         load_profile(sample, parse_overrides(["evaluation.headline=m99"]))
+    with pytest.raises(ConfigError, match=r"trains on \['street2shop'\], which no data source"):
+        load_profile(own, parse_overrides(["retrieval.models=[m1]"]))
+
+
+def test_the_paper_profile_has_every_stage_at_paper_size() -> None:
+    profile = load_profile(PROFILES / "deepfashion2.yaml")
+    det, ret, search = profile.detection, profile.retrieval, profile.search
+    assert det.detectors[0] == "atss" and len(det.detectors) == 5 and det.profile == "paper"
+    assert det.fusion_config().detectors[0] == "atss"
+    assert ret.models == tuple(f"m{i}" for i in range(18))
+    assert len(search.ensembles) == 8 and "m1-16" in search.ensembles
+    assert search.ensembles["m0-13 w/o m6-9"].models == (
+        "m0", "m1", "m2", "m3", "m4", "m5", "m10", "m11", "m12", "m13")  # fmt: skip
+    assert search.publish.name == "m1-16" and search.publish.box_source == "fused"
+    assert {"k-reciprocal re-ranking", "pca whitening"} <= set(search.postprocess)
+    assert profile.evaluation.test_split == "test"
+    assert det.world_size == ret.world_size == 8
+
+
+def test_extends_merges_over_one_base_and_delete_replaces_a_mapping(tmp_path: Path) -> None:
+    smoke = load_profile(PROFILES / "deepfashion2_smoke.yaml")
+    assert smoke.name == "deepfashion2_smoke"
+    assert list(smoke.data.sources) == ["deepfashion2"]  # _delete_: the base's six replaced
+    assert smoke.detection.detectors[0] == "atss" and smoke.detection.profile == "paper"
+    assert list(smoke.search.postprocess) == list(
+        load_profile(PROFILES / "deepfashion2.yaml").search.postprocess
+    )  # inherited
+    assert list(smoke.search.ensembles) == ["m0+m11"]
+    chained = tmp_path / "chained.yaml"
+    chained.write_text(f"extends: {PROFILES / 'deepfashion2_smoke.yaml'}\nname: c\n")
+    with pytest.raises(ConfigError, match="one base only"):
+        load_profile(chained)
+    absent = tmp_path / "absent.yaml"
+    absent.write_text("extends: nowhere.yaml\nname: a\n")
+    with pytest.raises(ConfigError, match="extends: no profile at"):
+        load_profile(absent)
+
+
+def test_check_config_shows_every_stage_of_the_paper_profile(capsys) -> None:
+    from clothes_retrieval.cli import main
+
+    assert main(["check-config", str(PROFILES / "deepfashion2.yaml")]) == 0
+    shown = capsys.readouterr().err
+    for stage in ("data", "crops", "detection", "fusion", "retrieval", "weights", "search",
+                  "postprocess", "publish", "evaluation"):  # fmt: skip
+        assert f"\n  {stage} " in shown, stage
+    for name in ("atss", "cascade_mask_rcnn", "centernet", "retinanet_r101", "retinanet_x101"):
+        assert f"    {name} " in shown
+    assert "resnext101_64x4d   1333x800" in shown
+    assert all(f"    m{i} " in shown for i in range(18))
+    assert "seresnext101_32x4d" in shown and "gem+mac 1024-d" in shown
+    assert "4 file(s), 4 missing" in shown
+    assert "and the test split" in shown

@@ -14,14 +14,14 @@ import pandas as pd
 
 from clothes_retrieval.config import config_digest, dump_config
 from clothes_retrieval.data.deepfashion2 import read_item_table
-from clothes_retrieval.detection.config import detector_config_path, load_detector_config
 from clothes_retrieval.detection.inference import IMAGE_COLUMNS, check_detections, run_detector
 from clothes_retrieval.detection.metrics import coco_metrics, metrics_table
-from clothes_retrieval.detection.train import train_detector
 from clothes_retrieval.fusion import fuse_detectors, fusion_ablation
 from clothes_retrieval.io import file_digest, prepare_run_dir, write_json, write_parquet
+from clothes_retrieval.launch import train_detector_distributed
 from clothes_retrieval.profile import PipelineProfile
 from clothes_retrieval.versioning import common_data_version, read_lineage, write_lineage
+from clothes_retrieval.weights import detector_config
 from orchestration.defs.automation import REBUILD
 from orchestration.defs.data_assets import COCO_EXPORTS, ITEM_TABLE, markdown_table
 from orchestration.defs.resources import PipelineResource
@@ -40,9 +40,15 @@ def detections_key(name: str) -> dg.AssetKey:
 
 def _detector_assets(name: str, profile: PipelineProfile) -> list:
     det = profile.detection
-    config = load_detector_config(detector_config_path(name, det.configs))
+    config = detector_config(profile, name, check=False)  # the file is checked when it trains
     trained = config_digest(
-        config, det.profile, det.max_epochs, det.validate_during_training, profile.data.taxonomy
+        config,
+        det.profile,
+        det.max_epochs,
+        det.max_train_images,
+        det.validate_during_training,
+        profile.data.taxonomy,
+        det.world_size > 1 and (det.world_size, det.scale_lr),
     )
 
     @dg.asset(
@@ -66,23 +72,30 @@ def _detector_assets(name: str, profile: PipelineProfile) -> list:
         )
         taxonomy = prof.data.load_taxonomy()
         work_dir = pipeline.artifact_dir("detector", name)
+        resolved = detector_config(prof, name)  # MissingWeightsError names a missing file
         inputs = {
-            "config": dump_config(config),
+            "config": dump_config(resolved),
             "profile": stage.profile,
             "max_epochs": stage.max_epochs,
+            "max_train_images": stage.max_train_images,
+            "world_size": stage.world_size,
             "classes": list(taxonomy.classes) if taxonomy else None,
             "train": file_digest(train_json),
             "val": file_digest(val_json) if val_json else None,
         }
         resumed = prepare_run_dir(work_dir, inputs)
-        result = train_detector(
-            config,
-            stage.profile,
-            train_json,
-            val_json,
-            work_dir,
+        result = train_detector_distributed(
+            stage.world_size,
+            detector=resolved,
+            profile=stage.profile,
+            train_json=train_json,
+            val_json=val_json,
+            work_dir=work_dir,
             device=stage.device,
             max_epochs=stage.max_epochs,
+            max_train_images=stage.max_train_images,
+            amp=stage.amp,
+            scale_lr=stage.scale_lr,
             cpu_threads=stage.cpu_threads,
             classes=taxonomy.classes if taxonomy else None,
             progress=False,
@@ -96,6 +109,7 @@ def _detector_assets(name: str, profile: PipelineProfile) -> list:
                 "resumed": resumed,
                 "training_seconds": round(result.seconds, 1),
                 "device": result.device,
+                "world_size": result.world_size,
                 "val_metrics": dg.MetadataValue.json(result.metrics),
                 "data_version": version,
             }

@@ -16,13 +16,14 @@ from clothes_retrieval.config import config_digest, dump_config
 from clothes_retrieval.data.deepfashion2 import read_item_table
 from clothes_retrieval.data.sources.combine import TRAIN_SPLIT
 from clothes_retrieval.io import file_digest, prepare_run_dir
+from clothes_retrieval.launch import train_retrieval_distributed
 from clothes_retrieval.profile import PipelineProfile
-from clothes_retrieval.retrieval import load_trained_model, train_retrieval_model
-from clothes_retrieval.retrieval.config import get_model_config
+from clothes_retrieval.retrieval import load_trained_model
 from clothes_retrieval.retrieval.embed import weights_are_finite
 from clothes_retrieval.retrieval.metrics import chance_recall_at_1
 from clothes_retrieval.search.experiments import build_embedding_sets, save_embedding_set
 from clothes_retrieval.versioning import common_data_version, read_lineage, write_lineage
+from clothes_retrieval.weights import model_config
 from orchestration.defs.automation import REBUILD
 from orchestration.defs.data_assets import ITEM_TABLE, RETRIEVAL_CROPS
 from orchestration.defs.detection_assets import FUSED_BOXES
@@ -50,8 +51,7 @@ def _training_inputs(config) -> dict:
 
 
 def _model_assets(name: str, profile: PipelineProfile) -> list:
-    ret = profile.retrieval
-    config = get_model_config(name, ret.registry, ret.overrides)
+    config = model_config(profile, name, check=False)  # the weight file is checked in the body
     validating = profile.crops.splits is None or profile.search.split in profile.crops.splits
     checks = [dg.AssetCheckSpec("finite_weights", asset=model_key(name))]
     if validating and not config.zero_shot:
@@ -62,7 +62,11 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
         deps=[RETRIEVAL_CROPS],
         group_name=RETRIEVAL_GROUP,
         automation_condition=REBUILD,
-        code_version=config_digest(_training_inputs(config)),
+        code_version=config_digest(
+            _training_inputs(config),
+            profile.retrieval.world_size > 1
+            and (profile.retrieval.world_size, profile.retrieval.scale_lr),
+        ),
         kinds={"pytorch"},
         check_specs=checks,
         description=(config.description or f"retrieval model {name}")
@@ -71,26 +75,29 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
     def model(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
         _threads(prof)
-        cfg = get_model_config(name, prof.retrieval.registry, prof.retrieval.overrides)
+        cfg = model_config(prof, name)  # MissingWeightsError names a missing weight file
         crops_dir = pipeline.artifact_dir("retrieval_crops")
         version = read_lineage(crops_dir)
         crops = pd.read_parquet(crops_dir / "crops.parquet")
         out_dir = pipeline.artifact_dir("model", name)
+        world = prof.retrieval.world_size
         inputs = {
             "config": _training_inputs(cfg),
             "crops": file_digest(crops_dir / "crops.parquet"),
+            "world_size": world,
         }
         resumed = prepare_run_dir(out_dir, inputs)
         context.log.info("%s %s in %s", "resuming" if resumed else "training", name, out_dir)
         val = crops[crops["split"] == prof.search.split]
         start = time.time()
-        result = train_retrieval_model(
+        result = train_retrieval_distributed(
+            world,
             cfg,
             crops,
             val if len(val) else None,
             out_dir,
             device=prof.retrieval.device,
-            progress=False,
+            scale_lr=prof.retrieval.scale_lr,
         )
         seconds = time.time() - start
         write_lineage(out_dir, version)
@@ -124,6 +131,7 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
                 "seconds_per_epoch": round(seconds / max(result.epochs, 1), 1),
                 "train_images_per_s": round(result.train_images_per_s, 1),
                 "resumed": resumed,
+                "world_size": world,
                 "data_version": version,
                 "model_path": dg.MetadataValue.path(result.model_path),
                 "config": dg.MetadataValue.json(dump_config(cfg)),

@@ -12,6 +12,7 @@ import pandas as pd
 
 from clothes_retrieval.config import config_digest
 from clothes_retrieval.data.deepfashion2 import read_item_table
+from clothes_retrieval.evaluation.test_split import submit_test_split
 from clothes_retrieval.index import (
     IndexManifest,
     build_index,
@@ -36,6 +37,7 @@ SEARCH_GROUP = "search"
 SEARCH_INDEX = dg.AssetKey("search_index")
 EVALUATION_REPORT = dg.AssetKey("evaluation_report")
 PUBLISHED_INDEX = dg.AssetKey("published_index")
+TEST_SUBMISSION = dg.AssetKey("test_submission")
 
 
 def build_search_assets(profile: PipelineProfile) -> list:
@@ -268,4 +270,43 @@ def build_search_assets(profile: PipelineProfile) -> list:
             ],
         )
 
-    return [search_index, evaluation_report, published_index]
+    if not profile.evaluation.test_split:
+        return [search_index, evaluation_report, published_index]
+
+    @dg.asset(
+        key=TEST_SUBMISSION,
+        deps=[PUBLISHED_INDEX],
+        group_name=SEARCH_GROUP,
+        automation_condition=REBUILD,
+        code_version=config_digest(profile.evaluation.test_split),
+        kinds={"json"},
+        description="The official submission JSON for DeepFashion2's test split (images and "
+        "info files, no annotations): the published bundle's detectors, fusion and models "
+        "answer its consumer photos among its shop photos; only the challenge server scores "
+        "it.",
+    )
+    def test_submission(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+        prof = pipeline.load()
+        bundle = pipeline.artifact_dir("published_index")
+        version = common_data_version({"published_index": bundle})
+        root = next(s.root for s in prof.data.sources.values() if s.source == "deepfashion2")
+        out_dir = pipeline.artifact_dir("test_submission")
+        summary = submit_test_split(
+            bundle,
+            root,
+            out_dir / "submission.json",
+            split=prof.evaluation.test_split,
+            batch_size=prof.detection.batch_size,
+            device=prof.serve.device,
+            progress=False,
+        )
+        write_lineage(out_dir, version)
+        return dg.MaterializeResult(
+            metadata={
+                **{k: v for k, v in summary.items() if isinstance(v, int | float | str)},
+                "data_version": version,
+                "path": dg.MetadataValue.path(str(out_dir / "submission.json")),
+            }
+        )
+
+    return [search_index, evaluation_report, published_index, test_submission]

@@ -3,9 +3,11 @@
 Commands:
   sample-data   write the synthetic DeepFashion2-layout sample (and `dvc add` it)
   items         read a DeepFashion2-layout dataset into the item and quarantine tables
-  check-config  validate a pipeline profile and print it fully resolved
+  check-config  validate a pipeline profile and print it fully resolved (every stage)
+  weights       the pretrained weight files a profile needs, and which are missing
   run           run a profile end to end through Dagster (`make run`: the sample;
-                `make real-benchmark`: the real street-to-shop profile)
+                `make real-benchmark`: the real street-to-shop profile; `make smoke`:
+                the DeepFashion2 profile at paper size on the sample)
   search        find the shop items of the garments in street photos (a published bundle)
   serve         the HTTP API and web page on a published bundle
 
@@ -68,11 +70,35 @@ def _cmd_items(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from clothes_retrieval.profile import load_profile, parse_overrides
+    from clothes_retrieval.profile import describe_profile, load_profile, parse_overrides
 
     profile = load_profile(args.profile, parse_overrides(args.set or []))
     print(json.dumps(profile.dump(), indent=2, default=str))
+    print(describe_profile(profile), file=sys.stderr)  # stdout stays JSON
     return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from clothes_retrieval.profile import load_profile, parse_overrides
+    from clothes_retrieval.weights import weights_table
+
+    profile = load_profile(args.profile, parse_overrides(args.set or []))
+    rows = weights_table(profile)
+    print(f"{profile.name}: pretrained weights (weights.dir: {profile.weights.dir})")
+    for row in rows:
+        size = f"{row['size_mb']:.1f} MB" if row["size_mb"] is not None else "-"
+        print(
+            f"  {row['status']:<7} {row['backbone']:<28} {row['file']}\n"
+            f"          size {size}; used by {', '.join(row['used_by'])}"
+        )
+    missing = [r for r in rows if r["status"] != "ok"]
+    if missing:
+        print(
+            f"{len(missing)} file(s) missing: copy them there, or set "
+            "weights.backbones.<backbone>: random",
+            file=sys.stderr,
+        )
+    return 1 if missing else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -259,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="as for `run`")
     p.set_defaults(func=_cmd_check_config)
 
+    p = sub.add_parser(
+        "weights", help="the pretrained weight files a profile needs: file, size, used by"
+    )
+    p.add_argument("--profile", type=Path, default=Path("configs/pipeline/sample.yaml"))
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="as for `run`")
+    p.set_defaults(func=_cmd_weights)
+
     p = sub.add_parser("search", help="find the shop items of the garments in street photos")
     p.add_argument("photos", nargs="+", metavar="PHOTO")
     _bundle_args(p)
@@ -294,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it loads
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, DvcError) as exc:

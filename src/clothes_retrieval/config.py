@@ -92,10 +92,16 @@ def dump_config(config: BaseModel) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` merged in: mappings merge key by key, anything else replaces."""
+    """``base`` with ``over`` merged in: mappings merge key by key, anything else replaces.
+
+    A mapping of ``over`` holding ``_delete_: true`` replaces the base mapping instead of
+    merging into it (mmdetection's convention), e.g. a profile's own ``data.sources``.
+    """
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and value.get("_delete_"):
+            out[key] = {k: v for k, v in value.items() if k != "_delete_"}
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value

@@ -33,6 +33,7 @@ from clothes_retrieval.data.sources.combine import SourceConfig
 from clothes_retrieval.index import IndexConfig
 from clothes_retrieval.search import PostprocessConfig
 from clothes_retrieval.service.config import ServeConfig
+from clothes_retrieval.weights import WeightsConfig
 
 __all__ = [
     "DataConfig",
@@ -102,7 +103,20 @@ class DetectionStageConfig(FrozenConfig):
     )
     profile: str = Field(default="sample", description="the detector YAMLs' profile (paper, ...)")
     device: str | None = Field(default=None, description="None: cuda when available, else cpu")
+    world_size: int = Field(
+        default=1,
+        ge=1,
+        description="training processes, one per GPU (torchrun, mmengine's pytorch launcher); "
+        "the YAML's batch_size is per process",
+    )
+    scale_lr: bool = Field(
+        default=True, description="with world_size > 1, LR × world_size (linear scaling rule)"
+    )
+    amp: bool = Field(default=True, description="mixed precision on CUDA (AmpOptimWrapper)")
     max_epochs: int | None = Field(default=None, ge=1, description="cap epochs (smoke runs)")
+    max_train_images: int | None = Field(
+        default=None, ge=1, description="train on the first N images only (smoke runs)"
+    )
     photo_sources: tuple[Literal["user", "shop"], ...] = Field(
         default=("user", "shop"),
         min_length=1,
@@ -145,6 +159,15 @@ class RetrievalStageConfig(FrozenConfig):
     registry: Path = Field(default=Path("configs/retrieval"), description="registry folder")
     models: tuple[str, ...] = Field(default=(), description="registry entries to train")
     device: str | None = Field(default=None, description="None: cuda when available, else cpu")
+    world_size: int = Field(
+        default=1,
+        ge=1,
+        description="training processes, one per GPU (DDP under torchrun); train.batch_size "
+        "is per process (AMP: train.amp, loader workers: train.num_workers, via overrides)",
+    )
+    scale_lr: bool = Field(
+        default=True, description="with world_size > 1, LR × world_size (linear scaling rule)"
+    )
     torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
     embed_batch_size: int = Field(default=64, ge=1)
     overrides: dict[str, Any] = Field(
@@ -214,6 +237,12 @@ class EvaluationConfig(FrozenConfig):
     headline: str | None = Field(
         default=None, description="model or ensemble of the last line (None: search.publish)"
     )
+    test_split: str | None = Field(
+        default=None,
+        description="a split folder of the deepfashion2 source with images and the retrieval "
+        "info files but no annotations (DeepFashion2's test): the published system's "
+        "submission JSON for it (asset test_submission); None: none",
+    )
     targets: dict[str, float] = Field(
         default_factory=dict,
         description="'<gt|fused> Acc@<k>' -> the value the headline must reach (a warning "
@@ -248,6 +277,7 @@ class PipelineProfile(FrozenConfig):
     search: SearchStageConfig = SearchStageConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     serve: ServeConfig = ServeConfig()
+    weights: WeightsConfig = WeightsConfig()
 
     @model_validator(mode="after")
     def _check(self) -> PipelineProfile:
@@ -265,6 +295,13 @@ class PipelineProfile(FrozenConfig):
                     f"search.ensembles.{name}: {unknown} are not in retrieval.models "
                     f"{list(self.retrieval.models)}"
                 )
+        if self.evaluation.test_split and not any(
+            s.source == "deepfashion2" for s in self.data.sources.values()
+        ):
+            raise ValueError(
+                "evaluation.test_split: needs a source with the deepfashion2 adapter (the "
+                "split is a folder of its root)"
+            )
         known = (*self.retrieval.models, *self.search.ensembles)
         for what, name in (
             ("evaluation.headline", self.evaluation.headline),
@@ -306,8 +343,10 @@ class PipelineProfile(FrozenConfig):
                 "gallery_state": fix(self.serve.gallery_state),
             }
         )
+        weights = self.weights.model_copy(update={"dir": fix(self.weights.dir)})
         return self.model_copy(
             update={
+                "weights": weights,
                 "data": self.data.model_copy(update={"sources": sources}),
                 "output_root": fix(self.output_root),
                 "tuning_of": fix(self.tuning_of),
@@ -383,12 +422,31 @@ def _check_tuning(profile: PipelineProfile, path: Path) -> None:
         raise ConfigError(f"{path}: a tuning profile needs its own name (output folder)")
 
 
+def _read_extended(path: Path) -> dict[str, Any]:
+    """A profile's YAML; with ``extends: <profile>`` (relative to the project root), that
+    profile's YAML with this one deep-merged over it (one base, no chains; ``_delete_:
+    true`` in a mapping replaces the base's)."""
+    data = load_yaml(path)
+    base = data.pop("extends", None)
+    if not base:
+        return data
+    base_path = Path(base)
+    if not base_path.is_absolute():
+        base_path = project_root_of(path) / base_path
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends: no profile at {base_path}")
+    base_data = load_yaml(base_path)
+    if "extends" in base_data:
+        raise ConfigError(f"{path}: extends {base_path}, which extends another: one base only")
+    return deep_merge(base_data, data)
+
+
 def load_profile(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineProfile:
     """Load and validate a profile, ``overrides`` (nested keys, e.g. from
     :func:`parse_overrides`) deep-merged in first; relative paths become absolute (see
     the module docstring). A tuning profile is checked against the profile it tunes."""
     path = Path(path)
-    data = load_yaml(path)
+    data = _read_extended(path)
     parent = data.get("tuning_of")
     if parent:
         parent_path = Path(parent)
@@ -396,7 +454,7 @@ def load_profile(path: str | Path, overrides: dict[str, Any] | None = None) -> P
             parent_path = project_root_of(path) / parent_path
         if not parent_path.is_file():
             raise ConfigError(f"{path}: tuning_of: no profile at {parent_path}")
-        data = deep_merge(load_yaml(parent_path), data)
+        data = deep_merge(_read_extended(parent_path), data)
     if overrides:
         data = deep_merge(data, overrides)
     profile = validate_config(PipelineProfile, data, source=str(path))
@@ -421,8 +479,18 @@ def _check_entries(profile: PipelineProfile, path: Path) -> None:
                 f"{path}: retrieval.models: no retrieval model {unknown} in {ret.registry}; "
                 f"known: {sorted(registry)}"
             )
+        datasets = {s.dataset for s in profile.data.sources.values()}
         for name in ret.models:
-            with_overrides(registry[name], ret.overrides, source=f"{path}: retrieval.overrides")
+            cfg = with_overrides(
+                registry[name], ret.overrides, source=f"{path}: retrieval.overrides"
+            )
+            absent = [d for d in cfg.data.training_sources if d not in datasets]
+            if absent and not cfg.zero_shot:  # a zero-shot entry trains on nothing
+                raise ConfigError(
+                    f"{path}: retrieval model {name} trains on {absent}, which no data source "
+                    f"reads (datasets here: {sorted(datasets)}); add those sources under "
+                    "data.sources or drop the model"
+                )
     det = profile.detection
     for name in det.detectors:
         config_path = detector_config_path(name, det.configs)
@@ -436,3 +504,88 @@ def _check_entries(profile: PipelineProfile, path: Path) -> None:
             load_detector_config(config_path).profile(det.profile)
         except (ValueError, AttributeError) as exc:
             raise ConfigError(f"{path}: detection.profile: {name}: {exc}") from exc
+    from clothes_retrieval.weights import declared_needs
+
+    declared_needs(profile, source=str(path))
+
+
+def describe_profile(profile: PipelineProfile) -> str:
+    """Every stage of ``profile`` in a few lines: what `check-config` shows a person (the
+    detectors and models resolved from their configs, the weights, the search settings)."""
+    from clothes_retrieval.detection.config import (
+        backbone_name,
+        detector_config_path,
+        load_detector_config,
+    )
+    from clothes_retrieval.weights import declared_needs, model_config
+
+    data, det, ret, search, ev = (
+        profile.data,
+        profile.detection,
+        profile.retrieval,
+        profile.search,
+        profile.evaluation,
+    )
+    lines = [f"{profile.name}: every stage resolves"]
+    sources = ", ".join(f"{n} ({s.source}, {s.role})" for n, s in data.sources.items())
+    lines.append(f"  data        {sources}; taxonomy {data.taxonomy or 'none'}")
+    lines.append(
+        f"  crops       max side {profile.crops.max_side}, dedup "
+        f"{profile.crops.dedup and profile.crops.dedup_scope}"
+    )
+    if det.detectors:
+        lines.append(
+            f"  detection   {len(det.detectors)} detectors, profile {det.profile}, "
+            f"{det.world_size} process(es), device {det.device or 'auto'}, AMP {det.amp}"
+        )
+        for name in det.detectors:
+            config = load_detector_config(detector_config_path(name, det.configs))
+            p = config.profile(det.profile)
+            epochs = det.max_epochs or p.epochs
+            lines.append(
+                f"    {name:<18} {backbone_name(config, det.profile):<18} "
+                f"{p.input_size[0]}x{p.input_size[1]}  {epochs} epochs  batch {p.batch_size}"
+                f"/process  lr {p.lr}"
+            )
+        fusion = det.fusion_config()
+        lines.append(
+            f"  fusion      {fusion.method.upper()} over {', '.join(fusion.detectors)} "
+            f"(iou {fusion.iou_thr}, labels {fusion.label_mode})"
+        )
+    if ret.models:
+        lines.append(
+            f"  retrieval   {len(ret.models)} models, {ret.world_size} process(es), "
+            f"device {ret.device or 'auto'}"
+        )
+        for name in ret.models:
+            cfg = model_config(profile, name, check=False)
+            m = cfg.model
+            lines.append(
+                f"    {name:<18} {m.backbone:<18} {m.input_size[0]}x{m.input_size[1]}  "
+                f"{'+'.join(m.descriptors)} {m.dim}-d  {cfg.train.epochs} epochs  "
+                f"lr {cfg.optim.lr}  on {', '.join(cfg.data.training_sources)}"
+            )
+    needs = declared_needs(profile)
+    files = {n.path for n in needs if n.path is not None}
+    missing = {n.path for n in needs if n.path is not None and not n.exists}
+    randoms = sorted({n.backbone for n in needs if n.source == "random"})
+    lines.append(
+        f"  weights     {len(files)} file(s), {len(missing)} missing"
+        + (f"; random: {', '.join(randoms)}" if randoms else "")
+        + " (clothes-retrieval weights --profile ...)"
+    )
+    lines.append(
+        f"  search      split {search.split}, boxes {', '.join(search.box_sources)}; "
+        f"{len(search.ensembles)} ensemble(s): {', '.join(search.ensembles) or 'none'}"
+    )
+    lines.append(f"  postprocess {', '.join(search.postprocess)}")
+    if search.publish is not None:
+        p = search.publish
+        lines.append(f"  publish     {p.name} ({p.box_source} boxes, {p.postprocess})")
+    submission = ev.protocol == "deepfashion2"
+    lines.append(
+        f"  evaluation  {ev.protocol} protocol, Acc@{', '.join(map(str, ev.ks))}"
+        + (f"; submission JSON for {search.split}" if submission else "")
+        + (f" and the {ev.test_split} split" if ev.test_split else "")
+    )
+    return "\n".join(lines)

@@ -18,10 +18,12 @@ from clothes_retrieval.data.garments import GARMENTS
 from clothes_retrieval.data.sample import (
     DEFECT_KINDS,
     MANIFEST_NAME,
+    TEST_INFO_FILES,
     SampleDataConfig,
     generate_sample_data,
 )
 from clothes_retrieval.data.schema import CATEGORIES, QUARANTINE_REASONS
+from clothes_retrieval.evaluation import read_test_split
 
 SPLITS = ("train", "validation")
 ITEM_FIELDS = {
@@ -444,3 +446,114 @@ def test_contact_sheet(sample, tmp_path):
         assert cell[:h, :w].std() > 10, i  # a photo, not a flat colour
         cells.append(cell[:h, :w].tobytes())
     assert len(set(cells)) == 12  # twelve different photos
+
+
+# -- the unannotated test split ----------------------------------------------------------
+# sha256 over the sorted (path, file sha256) pairs of TEST_SPLIT_BASE's sample as the
+# generator wrote it before the test split existed: groups.test = 0 keeps every byte (the
+# JPEGs too: baseline encoding is a pure function of the pixels for a given libjpeg; should
+# a Pillow upgrade change them, regenerate with the previous code before updating this).
+BYTES_BEFORE_TEST_SPLIT = "0ea553cef15fc26b1ae7f9a4cf44c2f3b5dfa70355ec3034f5e6b951a8e32f7a"
+TEST_SPLIT_BASE = {"groups": {"train": 2, "validation": 1}, "defects": 2}
+
+
+def tree_digest(root: Path) -> str:
+    return hashlib.sha256(json.dumps(sorted(tree_hashes(root).items())).encode()).hexdigest()
+
+
+def test_without_a_test_split_the_sample_is_unchanged(tmp_path):
+    cfg = tiny_config(**TEST_SPLIT_BASE)
+    assert cfg.groups.test == 0 and "test" not in cfg.model_dump()["groups"]
+    generate_sample_data(cfg, tmp_path / "df2", progress=False)
+    assert not (tmp_path / "df2" / "test").exists()
+    assert tree_digest(tmp_path / "df2") == BYTES_BEFORE_TEST_SPLIT
+
+
+@pytest.fixture(scope="module")
+def with_test(tmp_path_factory):
+    """TEST_SPLIT_BASE plus a three-group test split, its ground truth written apart."""
+    root = tmp_path_factory.mktemp("with_test")
+    groups = {**TEST_SPLIT_BASE["groups"], "test": 3}
+    cfg = tiny_config(**{**TEST_SPLIT_BASE, "groups": groups})
+    summary = generate_sample_data(
+        cfg, root / "df2", progress=False, test_ground_truth=root / "truth"
+    )
+    return root, cfg, summary
+
+
+def test_the_test_split_has_images_and_info_files_only(with_test):
+    root, cfg, summary = with_test
+    test = root / "df2" / "test"
+    assert sorted(p.name for p in test.iterdir()) == sorted(["image", *TEST_INFO_FILES.values()])
+    images = sorted(test.glob("image/*.jpg"))
+    ids = [int(p.stem) for p in images]
+    assert ids == list(range(1, len(ids) + 1))  # 1-based, contiguous, as the other splits
+    info = {s: json.loads((test / n).read_text())["images"] for s, n in TEST_INFO_FILES.items()}
+    listed = {r["id"]: (s, r) for s, recs in info.items() for r in recs}
+    assert sorted(listed) == ids and len(listed) == sum(len(r) for r in info.values())
+    truth = root / "truth"
+    for image_id, (source, rec) in listed.items():
+        assert rec["file_name"] == f"{image_id:06d}.jpg"
+        with Image.open(test / "image" / rec["file_name"]) as im:
+            assert im.size == (rec["width"], rec["height"])
+        anno = json.loads((truth / "annos" / f"{image_id:06d}.json").read_text())
+        assert anno["source"] == source  # consumer photos in the consumer file, shop in shop
+        assert items_of(anno)
+    s = summary.splits["test"]
+    assert (s.groups, s.defects) == (3, 0)  # no defects: there is nothing to quarantine
+    assert (s.user_images, s.shop_images, s.images) == (
+        len(info["user"]), len(info["shop"]), len(ids)
+    )  # fmt: skip
+    assert {"user", "shop"} == {source for source, _ in listed.values()}
+
+    # The dataset's manifest has the test split's counts only; the truth lies apart.
+    manifest = json.loads((root / "df2" / MANIFEST_NAME).read_text())
+    assert manifest["splits"]["test"] == {"counts": s.__dict__}
+    assert manifest["config"]["groups"]["test"] == 3
+    assert not any(p.suffix == ".json" and p.parent.name == "annos" for p in test.rglob("*"))
+    queries, gallery = read_test_split(root / "df2")  # what the submission reads
+    assert queries["image_id"].tolist() == sorted(r["id"] for r in info["user"])
+    assert gallery["image_id"].tolist() == sorted(r["id"] for r in info["shop"])
+    truth_manifest = json.loads((truth / "test_ground_truth.json").read_text())
+    assert len(truth_manifest["products"]) == s.products
+    assert len(list((truth / "annos").glob("*.json"))) == len(ids)
+
+
+def test_the_test_split_changes_no_other_split(with_test, tmp_path):
+    root, cfg, _ = with_test
+    generate_sample_data(tiny_config(**TEST_SPLIT_BASE), tmp_path / "df2", progress=False)
+    without = tree_hashes(tmp_path / "df2")
+    with_ = tree_hashes(root / "df2")
+    assert {k: v for k, v in with_.items() if not k.startswith("test/")} | {
+        MANIFEST_NAME: without[MANIFEST_NAME]
+    } == without
+    manifest = json.loads((root / "df2" / MANIFEST_NAME).read_text())
+    del manifest["config"]["groups"]["test"], manifest["splits"]["test"]
+    assert manifest == json.loads((tmp_path / "df2" / MANIFEST_NAME).read_text())
+    # Its own photos (its own generators): none is a copy of another split's, even where
+    # the splits have as many groups.
+    same = tmp_path / "same"
+    generate_sample_data(tiny_config(groups={"train": 1, "validation": 1, "test": 1}), same,
+                         progress=False)  # fmt: skip
+    photos = {
+        s: {v for k, v in tree_hashes(same).items() if k.startswith(f"{s}/image/")}
+        for s in (*SPLITS, "test")
+    }
+    assert photos["test"] and not photos["test"] & (photos["train"] | photos["validation"])
+    # Deterministic, and independent of the defects injected into the annotated splits.
+    rerun = tmp_path / "again"
+    generate_sample_data(cfg.model_copy(update={"defects": 0}), rerun, progress=False)
+    assert {k: v for k, v in tree_hashes(rerun).items() if k.startswith("test/")} == {
+        k: v for k, v in with_.items() if k.startswith("test/")
+    }
+
+
+def test_the_test_split_ground_truth_stays_out_of_the_dataset(tmp_path):
+    cfg = tiny_config(groups={"train": 1, "validation": 1, "test": 1})
+    with pytest.raises(ValueError, match="inside the dataset"):
+        generate_sample_data(cfg, tmp_path / "df2", test_ground_truth=tmp_path / "df2" / "gt")
+    with pytest.raises(ValueError, match="groups.test is 0"):
+        generate_sample_data(tiny_config(), tmp_path / "df2", test_ground_truth=tmp_path / "gt")
+    assert not (tmp_path / "df2").exists()
+    with pytest.raises(ConfigError, match=r"groups\.test"):
+        validate_config(SampleDataConfig, {"groups": {"test": -1}})

@@ -85,6 +85,33 @@ def test_overrides_of_build(tmp_path: Path) -> None:
     assert cfg.optim_wrapper.type == "AmpOptimWrapper"
 
 
+def test_max_train_images_takes_the_first_images(tmp_path: Path) -> None:
+    cfg = _build(load_detector_config("atss"), "sample", tmp_path, max_train_images=2)
+    assert cfg.train_dataloader.dataset.indices == 2
+    assert "indices" not in cfg.val_dataloader.dataset  # validation stays whole
+    assert (
+        "indices"
+        not in _build(load_detector_config("atss"), "sample", tmp_path).train_dataloader.dataset
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "backbone"),
+    [
+        ("atss", "resnet101"),
+        ("cascade_mask_rcnn", "resnet101"),
+        ("centernet", "resnet101"),  # depth 101 over the R-50 caffe base
+        ("retinanet_r101", "resnet101"),
+        ("retinanet_x101", "resnext101_64x4d"),
+    ],
+)
+def test_backbone_name_of_each_paper_detector(name: str, backbone: str) -> None:
+    from clothes_retrieval.detection.config import backbone_name
+
+    assert backbone_name(load_detector_config(name), "paper") == backbone
+    assert backbone_name(load_detector_config(name), "sample") == "timm:tf_efficientnet_lite0"
+
+
 def test_paper_profile_random_init_trains_every_stage(tmp_path: Path) -> None:
     cfg = _build(load_detector_config("retinanet_x101"), "paper", tmp_path)
     backbone = cfg.model.backbone

@@ -35,19 +35,32 @@ def test_each_profile_is_one_graph_from_its_sources_to_the_report(profile: Path)
     graph = _graph(profile)
     keys = set(graph.get_all_asset_keys())
     report = dg.AssetKey("evaluation_report")
-    if report not in keys:  # deepfashion2.yaml names no models yet (the next issue)
-        assert dg.AssetKey("item_table") in keys and dg.AssetKey("retrieval_crops") in keys
-        return
     upstream = _ancestors(graph, report)
     # every asset but the publishing end feeds the report ...
     assert keys - upstream - {report} <= {
         dg.AssetKey("published_index"),
         dg.AssetKey("search_index"),
+        dg.AssetKey("test_submission"),
     }
     # ... and every source of the profile is observed at the top of the same graph
     sources = {k for k in keys if k.path[0] == "source"}
     assert sources and sources <= upstream
     assert all(not graph.get(k).parent_keys for k in sources)
+
+
+def test_the_paper_profile_is_every_detector_and_model_and_a_test_submission():
+    graph = _graph(REPO / "configs" / "pipeline" / "deepfashion2.yaml")
+    keys = set(graph.get_all_asset_keys())
+    assert {k.path[1] for k in keys if k.path[0] == "detector"} == {
+        "atss", "cascade_mask_rcnn", "centernet", "retinanet_r101", "retinanet_x101"}  # fmt: skip
+    assert {k.path[1] for k in keys if k.path[0] == "model"} == {f"m{i}" for i in range(18)}
+    published = dg.AssetKey("published_index")
+    assert graph.get(dg.AssetKey("test_submission")).parent_keys == {published}
+    index_models = {k.path[1] for k in _ancestors(graph, dg.AssetKey("search_index"))
+                    if k.path[0] == "model"}  # fmt: skip
+    assert index_models == {f"m{i}" for i in range(1, 17)}  # the published m1-16
+    sample = set(_graph(REPO / "configs" / "pipeline" / "sample.yaml").get_all_asset_keys())
+    assert dg.AssetKey("test_submission") not in sample  # only with evaluation.test_split
 
 
 def test_sample_lineage_shows_each_detector_and_model():

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.conftest import Published, Server, copy_bundle, detected_photo
+from tests.published import Published
+from tests.service.conftest import Server, copy_bundle, detected_photo
 
 
 def _png(size=(48, 64)) -> bytes:

@@ -6,6 +6,15 @@ annotation field DeepFashion2 has (see ``docs/deepfashion2.md``), plus
 ``<out>/sample_manifest.json`` (the resolved config, counts, near-duplicate products,
 duplicated shop photos and the injected defects).
 
+With ``groups.test`` > 0 it also writes a ``test`` split the way DeepFashion2 ships its
+own: ``<out>/test/image/NNNNNN.jpg`` and the image-level info files
+``retrieval_test_consumer_information.json`` (the queries) and
+``retrieval_test_shop_information.json`` (the gallery), each
+``{"images": [{"file_name", "id", "height", "width"}, ...]}``, and no ``annos/``. Its
+ground truth stays out of the dataset folder (the manifest has its counts only); pass
+``test_ground_truth`` to write its annotations somewhere else. With ``groups.test`` 0 (the
+default) the files are byte for byte those written before the test split existed.
+
 What it contains, per split:
 
 - *product groups* (one ``pair_id`` each) of 1-3 products (styles 1..k), each a garment of
@@ -27,17 +36,19 @@ its own generator. The dataset is written to a temporary directory and published
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 from tqdm import tqdm
 
 from clothes_retrieval.config import FrozenConfig, dump_config
@@ -64,13 +75,22 @@ __all__ = [
     "ShopPhotoConfig",
     "SplitGroupsConfig",
     "SplitSummary",
+    "TEST_INFO_FILES",
     "generate_sample_data",
 ]
 
 logger = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "validation")
+SPLITS: tuple[str, ...] = ("train", "validation")  # the annotated splits
+TEST_SPLIT = "test"  # images and info files only, as DeepFashion2's test split
+# DeepFashion2's names for the test split's info files: consumer photos are the queries,
+# shop photos the gallery.
+TEST_INFO_FILES: dict[str, str] = {
+    "user": "retrieval_test_consumer_information.json",
+    "shop": "retrieval_test_shop_information.json",
+}
 MANIFEST_NAME = "sample_manifest.json"
+TRUTH_MANIFEST_NAME = "test_ground_truth.json"
 # Injected round-robin, continuing across splits, so 3 per split cover all six kinds.
 # The names match the quarantine reasons in ``schema.QUARANTINE_REASONS``.
 DEFECT_KINDS: tuple[str, ...] = (
@@ -90,10 +110,21 @@ FULL = (10, 11, 12, 13)
 
 
 class SplitGroupsConfig(FrozenConfig):
-    """Product groups (pair_ids) per split; >= 13 guarantees every category appears."""
+    """Product groups (pair_ids) per split; >= 13 guarantees every category appears.
+    ``test``: groups of the unannotated test split (0: no test split)."""
 
     train: int = Field(40, ge=1)
     validation: int = Field(24, ge=1)
+    test: int = Field(0, ge=0)
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_test(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Without a test split the dump (the manifest's ``config``, config digests) is the
+        # one from before the field existed: the same sample keeps the same bytes and hash.
+        data = handler(self)
+        if self.test == 0:
+            data.pop("test", None)
+        return data
 
 
 class ConsumerPhotoConfig(FrozenConfig):
@@ -431,6 +462,38 @@ def _inject(
     raise ValueError(f"unknown defect kind {kind!r}; expected one of {DEFECT_KINDS}")
 
 
+def _rendered(
+    config: SampleDataConfig, split_index: int, split: str, plan: _SplitPlan, progress: bool
+) -> Iterator[tuple[int, _Photo, np.ndarray, dict[str, Any], int]]:
+    """(image id, photo, pixels, annotation, JPEG quality) of each photo of the plan, in
+    image-id order; a shop-photo copy is its original's render, shifted or re-encoded."""
+    for pos, photo in enumerate(
+        tqdm(plan.photos, desc=f"sample {split}", unit="img", disable=not progress)
+    ):
+        rng = np.random.default_rng([config.seed, split_index, plan.seed_ids[pos]])
+        img, anno = _render(config, plan, photo, rng)
+        quality = config.jpeg_quality
+        if photo.duplicate_kind == "shift":
+            img, anno = _shift_right(img, anno)
+        elif photo.duplicate_kind == "requality":
+            quality = config.shop.duplicate_jpeg_quality
+        yield pos + 1, photo, img, anno, quality
+
+
+def _duplicate_entry(plan: _SplitPlan, image_id: int, photo: _Photo) -> dict[str, Any]:
+    return {"image_id": image_id, "image_file": f"{image_id:06d}.jpg",
+            "duplicate_of": f"{plan.seed_ids[image_id - 1]:06d}.jpg",
+            "kind": photo.duplicate_kind}  # fmt: skip
+
+
+def _products_entry(plan: _SplitPlan) -> list[dict[str, Any]]:
+    return [
+        {"pair_id": p.pair_id, "style": p.style, "category_id": p.category_id,
+         "texture": p.look.texture}
+        for p in plan.products.values()
+    ]  # fmt: skip
+
+
 def _write_split(
     config: SampleDataConfig, split_index: int, split: str, root: Path, progress: bool
 ) -> tuple[SplitSummary, dict[str, Any]]:
@@ -442,21 +505,11 @@ def _write_split(
     dups: list[dict[str, Any]] = []
     n_user = n_shop = n_items = 0
     kind_seen: dict[str, int] = {}
-    for pos, photo in enumerate(
-        tqdm(plan.photos, desc=f"sample {split}", unit="img", disable=not progress)
+    for image_id, photo, img, anno, quality in _rendered(
+        config, split_index, split, plan, progress
     ):
-        image_id = pos + 1
-        rng = np.random.default_rng([config.seed, split_index, plan.seed_ids[pos]])
-        img, anno = _render(config, plan, photo, rng)
-        quality = config.jpeg_quality
-        if photo.duplicate_kind == "shift":
-            img, anno = _shift_right(img, anno)
-        elif photo.duplicate_kind == "requality":
-            quality = config.shop.duplicate_jpeg_quality
         if photo.duplicate_of is not None:
-            dups.append({"image_id": image_id, "image_file": f"{image_id:06d}.jpg",
-                         "duplicate_of": f"{plan.seed_ids[pos]:06d}.jpg",
-                         "kind": photo.duplicate_kind})  # fmt: skip
+            dups.append(_duplicate_entry(plan, image_id, photo))
         data: bytes | None = _jpeg_bytes(img, quality)
         text = json.dumps(anno)
         if photo.defect is not None:
@@ -482,15 +535,7 @@ def _write_split(
     )  # fmt: skip
     manifest_part = {
         "counts": summary.__dict__,
-        "products": [
-            {
-                "pair_id": p.pair_id,
-                "style": p.style,
-                "category_id": p.category_id,
-                "texture": p.look.texture,
-            }
-            for p in plan.products.values()
-        ],  # fmt: skip
+        "products": _products_entry(plan),
         "near_duplicates": plan.near_duplicates,
         "shop_duplicates": dups,
         "defects": defects,
@@ -498,26 +543,101 @@ def _write_split(
     return summary, manifest_part
 
 
+def _write_test_split(
+    config: SampleDataConfig, split_index: int, root: Path, truth: Path | None, progress: bool
+) -> tuple[SplitSummary, dict[str, Any]]:
+    """Render the test split like the others, but write only its photos and the two info
+    files. Returns its summary and its ground truth (products, duplicates); ``truth``: a
+    folder for its annotations (``annos/NNNNNN.json``), None to write none."""
+    # No defects: DeepFashion2's test images are clean, and there are no annotations to break.
+    plan = _plan_split(config.model_copy(update={"defects": 0}), split_index, config.groups.test)
+    (root / TEST_SPLIT / "image").mkdir(parents=True)
+    if truth is not None:
+        (truth / "annos").mkdir(parents=True)
+    info: dict[str, list[dict[str, Any]]] = {source: [] for source in TEST_INFO_FILES}
+    dups: list[dict[str, Any]] = []
+    n_items = 0
+    for image_id, photo, img, anno, quality in _rendered(
+        config, split_index, TEST_SPLIT, plan, progress
+    ):
+        if photo.duplicate_of is not None:
+            dups.append(_duplicate_entry(plan, image_id, photo))
+        name = f"{image_id:06d}.jpg"
+        (root / TEST_SPLIT / "image" / name).write_bytes(_jpeg_bytes(img, quality))
+        info[photo.source].append(
+            {"file_name": name, "id": image_id, "height": int(img.shape[0]),
+             "width": int(img.shape[1])}
+        )  # fmt: skip
+        n_items += sum(k.startswith("item") for k in anno)
+        if truth is not None:
+            (truth / "annos" / f"{image_id:06d}.json").write_text(json.dumps(anno))
+    for source, file_name in TEST_INFO_FILES.items():
+        (root / TEST_SPLIT / file_name).write_text(json.dumps({"images": info[source]}))
+    summary = SplitSummary(
+        groups=config.groups.test, products=len(plan.products), images=len(plan.photos),
+        user_images=len(info["user"]), shop_images=len(info["shop"]), items=n_items,
+        defects=0, shop_duplicates=len(dups), near_duplicate_products=len(plan.near_duplicates),
+    )  # fmt: skip
+    truth_part = {
+        "counts": summary.__dict__,
+        "products": _products_entry(plan),
+        "near_duplicates": plan.near_duplicates,
+        "shop_duplicates": dups,
+    }
+    return summary, truth_part
+
+
 def generate_sample_data(
-    config: SampleDataConfig, out_dir: Path, *, progress: bool = True
+    config: SampleDataConfig,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    test_ground_truth: Path | None = None,
 ) -> SampleDataSummary:
     """Write the synthetic DeepFashion2-layout dataset to ``out_dir``, replacing it whole.
 
     The dataset is built in a temporary sibling directory and renamed into place, so an
     interrupted run leaves either the previous ``out_dir`` or nothing, never half a dataset.
+    ``test_ground_truth`` (with ``groups.test`` > 0): a folder outside ``out_dir``, replaced
+    whole, for the test split's annotations (``annos/NNNNNN.json``, the format of the other
+    splits) and ``test_ground_truth.json`` (its counts, products and duplicated shop photos).
     """
     out_dir = Path(out_dir)
+    if test_ground_truth is not None:
+        test_ground_truth = Path(test_ground_truth)
+        if config.groups.test == 0:
+            raise ValueError(
+                "test_ground_truth is given but groups.test is 0: there is no test split "
+                "to write the ground truth of; set groups.test > 0"
+            )
+        if test_ground_truth.absolute().is_relative_to(out_dir.absolute()):
+            raise ValueError(
+                f"test_ground_truth {test_ground_truth} lies inside the dataset {out_dir}: "
+                "the test split's ground truth must stay out of it; choose another folder"
+            )
     t0 = time.perf_counter()
     logger.info("generating sample data (seed %d) into %s", config.seed, out_dir)
     splits: dict[str, SplitSummary] = {}
     manifest: dict[str, Any] = {"format": "deepfashion2", "config": dump_config(config),
                                 "splits": {}, "defects": []}  # fmt: skip
-    with atomic_dir(out_dir) as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_dir(out_dir))
         for split_index, split in enumerate(SPLITS):
             summary, part = _write_split(config, split_index, split, tmp, progress)
             splits[split] = summary
             manifest["defects"] += part.pop("defects")
             manifest["splits"][split] = part
+        if config.groups.test > 0:
+            # Entered last, so published first: the dataset never exists without its truth.
+            truth = (
+                stack.enter_context(atomic_dir(test_ground_truth)) if test_ground_truth else None
+            )
+            summary, truth_part = _write_test_split(config, len(SPLITS), tmp, truth, progress)
+            splits[TEST_SPLIT] = summary
+            manifest["splits"][TEST_SPLIT] = {"counts": truth_part["counts"]}
+            if truth is not None:
+                write_json(truth / TRUTH_MANIFEST_NAME, {"format": "deepfashion2",
+                           "split": TEST_SPLIT, "dataset": str(out_dir), **truth_part})  # fmt: skip
         write_json(tmp / MANIFEST_NAME, manifest)
     result = SampleDataSummary(out_dir=out_dir, splits=splits)
     logger.info(

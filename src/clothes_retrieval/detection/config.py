@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_DETECTOR_DIR",
     "DetectorConfig",
     "DetectorProfile",
+    "backbone_name",
     "build_mmdet_config",
     "detector_config_path",
     "load_detector_config",
@@ -266,6 +267,31 @@ def _has_mask_head(model: Mapping[str, Any]) -> bool:
     return bool(_find_key(model, "mask_head"))
 
 
+@functools.cache
+def _base_backbone(base: str) -> dict[str, Any]:
+    from mmengine.config import Config
+
+    return Config.fromfile(str(mmdet_config_root() / base)).to_dict()["model"]["backbone"]
+
+
+def backbone_name(detector: DetectorConfig, profile: str) -> str:
+    """The backbone a detector trains with in ``profile``, as its weight file is known:
+    ``resnet101``, ``resnext101_64x4d`` (the base config's ResNet / ResNeXt at the profile's
+    depth) or ``timm:<name>``."""
+    prof = detector.profile(profile)
+    if prof.timm_name is not None:
+        return f"timm:{prof.timm_name}"
+    backbone = _merge(_base_backbone(detector.base), detector.model.get("backbone", {}), "")
+    backbone = _merge(backbone, prof.model.get("backbone", {}), "")
+    depth = prof.depth or backbone.get("depth")
+    kind = str(backbone.get("type", "")).split(".")[-1].lower()
+    if kind == "resnext":
+        return f"resnext{depth}_{backbone.get('groups')}x{backbone.get('base_width')}d"
+    if kind in ("resnet", "resnetv1d"):
+        return f"{kind}{depth}"
+    return f"{kind}{depth or ''}"
+
+
 def _backbone_cfg(profile: DetectorProfile, base_backbone: dict[str, Any]) -> dict[str, Any]:
     """The backbone entry of the model: the base one (depth, weights) or a timm one."""
     if profile.timm_name is not None:
@@ -351,6 +377,7 @@ def build_mmdet_config(
     load_from: str | Path | None = None,
     log_level: str = "WARNING",
     classes: Sequence[str] | None = None,
+    max_train_images: int | None = None,
 ) -> Any:
     """The resolved ``mmengine.Config`` for training ``detector`` with ``profile``.
 
@@ -360,6 +387,8 @@ def build_mmdet_config(
     ``val_json`` None: no validation loop. ``max_epochs`` overrides the profile's epochs
     (the LR steps beyond it are dropped). ``amp``: mixed precision (``AmpOptimWrapper``),
     for CUDA. ``load_from``: a detector checkpoint to start from (weights only).
+    ``max_train_images``: train on the first N images of ``train_json`` only (smoke runs;
+    mmengine's dataset ``indices``).
     """
     from mmengine.config import Config, ConfigDict
 
@@ -413,6 +442,8 @@ def build_mmdet_config(
         "batch_sampler": {"type": "AspectRatioBatchSampler"},
         "dataset": _dataset(Path(train_json), train_pipeline, test_mode=False, classes=names),
     }
+    if max_train_images is not None:
+        train_loader["dataset"]["indices"] = max_train_images
     val_loader = val_evaluator = val_cfg = None
     if val_json is not None:
         val_loader = {

@@ -19,6 +19,15 @@ beside the checkpoints (``work_dir/config.py``, and our own config as
   ``WANDB_MODE=disabled``). mmengine's WandbVisBackend is not used. A resumed run continues
   the same W&B run (its id is kept in ``work_dir/tracker.json``).
 - **Device.** CUDA when available, with mixed precision (``AmpOptimWrapper``); else CPU.
+- **Several processes.** Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the
+  Runner runs distributed (``launcher="pytorch"``): the process group is initialised here
+  (nccl on CUDA, each rank on ``cuda:LOCAL_RANK``; gloo on the CPU) unless the caller did
+  it, mmengine's ``DefaultSampler`` gives each rank its shard of the data and DDP averages
+  the gradients. The profile's ``batch_size`` is per process, so the global batch is N times
+  larger; with ``scale_lr`` the LR is scaled linearly by N (mmengine's ``auto_scale_lr``).
+  Only rank 0 tracks and writes our files (config.py, detector_config.json, tracker.json,
+  val_metrics.json, latest.pth); mmengine writes its checkpoints from rank 0 only.
+  :func:`clothes_retrieval.launch.train_detector_distributed` starts such a run.
 - **Quiet.** mmengine logs at WARNING; progress is a tqdm bar over iterations and one log
   line per validation.
 
@@ -86,6 +95,8 @@ class TrainResult:
     device: str
     seconds: float  # wall time of this call
     metrics: dict[str, float] = field(default_factory=dict)  # last validation, coco/bbox_*
+    world_size: int = 1  # processes that trained together (torchrun)
+    lr: float | None = None  # the effective base LR (the profile's, x world_size if scaled)
 
 
 def resolve_device(device: str | None) -> str:
@@ -116,12 +127,14 @@ class TrackerHook(Hook):
         metrics_path: Path,
         progress: bool = True,
         name: str = "detector",
+        is_main: bool = True,
     ) -> None:
         self.tracker = tracker
         self.name = name
         self.interval = interval
         self.metrics_path = metrics_path
         self.progress = progress
+        self.is_main = is_main  # False on ranks > 0 of a DDP run: they neither write nor log
         self.resumed_from_epoch: int | None = None
         self._bar: Any = None
 
@@ -166,6 +179,8 @@ class TrackerHook(Hook):
             )
             return
         self.tracker.log({f"val/{k}": v for k, v in metrics.items()}, step=runner.iter)
+        if not self.is_main:
+            return
         history = _read_metrics(self.metrics_path)
         history.append({"epoch": runner.epoch, "iter": runner.iter, **metrics})
         write_json(self.metrics_path, history)
@@ -245,7 +260,11 @@ def trusted_checkpoints() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _forced_device(device: str) -> Iterator[None]:
-    """mmengine's Runner places the model on ``get_device()``; pin it to ``device``."""
+    """mmengine's Runner places the model on ``get_device()``; pin it to ``device``.
+
+    Without its index: "cuda" is the current GPU, which :func:`_process_group` makes
+    ``cuda:LOCAL_RANK`` in a DDP run.
+    """
     import mmengine.runner.runner as runner_module
 
     original = runner_module.get_device
@@ -254,6 +273,46 @@ def _forced_device(device: str) -> Iterator[None]:
         yield
     finally:
         runner_module.get_device = original
+
+
+def _dist_env() -> tuple[int, int, int]:
+    """(world size, rank, local rank) from torchrun's environment; (1, 0, 0) without it."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 1, 0, 0
+    return world_size, int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+@contextlib.contextmanager
+def _process_group(world_size: int, device: str) -> Iterator[None]:
+    """The process group of a DDP run (nccl on CUDA, gloo on the CPU), created here unless
+    the caller did; this process's GPU is made the current one.
+
+    Created here rather than by mmengine's ``init_dist``, which calls
+    ``torch.cuda.set_device`` even for a CPU run and switches multiprocessing to ``spawn``.
+    """
+    if world_size <= 1:
+        yield
+        return
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    if dist.is_initialized():
+        yield
+        return
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _barrier(world_size: int) -> None:
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def _check_resumable(checkpoint: Path, work_dir: Path) -> None:
@@ -299,6 +358,9 @@ def train_detector(
     cpu_threads: int | None = None,
     tracker: Tracker | None = None,
     classes: Sequence[str] | None = None,
+    scale_lr: bool = True,
+    amp: bool = True,
+    max_train_images: int | None = None,
 ) -> TrainResult:
     """Train (or resume training) ``detector`` with ``profile`` on COCO files.
 
@@ -309,7 +371,13 @@ def train_detector(
     ``work_dir`` already holds a checkpoint to resume). ``tracker_mode`` None follows
     ``WANDB_MODE`` (offline by default). ``cpu_threads``: torch threads during training
     (None: unchanged; see :func:`torch_threads`). ``tracker``: log to this tracker (the
-    caller owns and finishes it) instead of creating one with ``tracker_*``.
+    caller owns and finishes it) instead of creating one with ``tracker_*``; it is used on
+    every rank of a DDP run, whereas a created one is real on rank 0 only.
+    ``scale_lr``: under torchrun with N > 1 processes, scale the LR by N (the profile's
+    ``batch_size`` is per process: the global batch is N times the profile's); the effective
+    LR is in the result and in ``detector_config.json``. On CUDA each rank trains on
+    ``cuda:LOCAL_RANK`` (an index in ``device`` is ignored). ``amp``: mixed precision on
+    CUDA (ignored on the CPU). ``max_train_images``: the first N training images only.
     Raises :class:`CheckpointError` when ``work_dir``'s last checkpoint cannot be read
     (truncated or missing): resuming refuses rather than falls back to an earlier epoch.
     """
@@ -325,6 +393,10 @@ def train_detector(
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"COCO file {path} not found (write it with export_coco)")
     device = resolve_device(device)
+    world_size, rank, local_rank = _dist_env()
+    is_main = rank == 0
+    if world_size > 1 and device.startswith("cuda"):
+        device = f"cuda:{local_rank}"  # one GPU per process
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -335,9 +407,10 @@ def train_detector(
         val_json=val_json,
         work_dir=work_dir,
         max_epochs=max_epochs,
-        amp=device.startswith("cuda"),
+        amp=amp and device.startswith("cuda"),
         load_from=load_from,
         classes=classes,
+        max_train_images=max_train_images,
     )
     previous = find_latest_checkpoint(str(work_dir))
     if previous is not None:
@@ -345,8 +418,37 @@ def train_detector(
         cfg.resume = True  # mmengine then resumes from work_dir's last checkpoint
         cfg.load_from = None
         log.info("%s: resuming from %s", detector.name, previous)
+    lr = detector.profile(profile).lr
+    if world_size > 1:
+        cfg.launcher = "pytorch"
+        cfg.env_cfg.dist_cfg.backend = "nccl" if device.startswith("cuda") else "gloo"
+        if not device.startswith("cuda"):
+            # mmengine's default wrapper passes device_ids=[LOCAL_RANK], which DDP rejects for
+            # a model on the CPU; None is DDP's CPU form. The rest are mmengine's defaults.
+            cfg.model_wrapper_cfg = {
+                "type": "MMDistributedDataParallel",
+                "device_ids": None,
+                "broadcast_buffers": False,
+                "find_unused_parameters": False,
+            }
+        if scale_lr:
+            # The Runner multiplies the LR by world_size * batch_size / base_batch_size.
+            batch_size = detector.profile(profile).batch_size
+            cfg.auto_scale_lr = {"enable": True, "base_batch_size": batch_size}
+            lr *= world_size
+        if is_main:
+            log.info(
+                "%s: %d processes (%s), %d images per process and step, LR %g%s",
+                detector.name,
+                world_size,
+                cfg.env_cfg.dist_cfg.backend,
+                cfg.train_dataloader.batch_size,
+                lr,
+                f" (the profile's x{world_size}, linear scaling)" if scale_lr else "",
+            )
 
-    config_path = write_text(work_dir / "config.py", cfg.pretty_text)
+    config_path = work_dir / "config.py"
+    detector_config_path = work_dir / "detector_config.json"
     run_record = {
         "detector": dump_config(detector),
         "profile": profile,
@@ -355,11 +457,17 @@ def train_detector(
         "max_epochs": cfg.train_cfg.max_epochs,
         "device": device,
         "load_from": str(load_from) if load_from is not None else None,
+        "world_size": world_size,
+        "lr": lr,
     }
-    detector_config_path = write_json(work_dir / "detector_config.json", run_record)
+    if is_main:  # one writer: the ranks of a DDP run share work_dir
+        write_text(config_path, cfg.pretty_text)
+        write_json(detector_config_path, run_record)
 
     own_tracker = tracker is None
-    if tracker is None:
+    if tracker is None and not is_main:
+        tracker = create_tracker(tracker_project, detector.name, {}, mode="disabled")
+    elif tracker is None:
         tracker_file = work_dir / "tracker.json"
         resume_id = (
             json.loads(tracker_file.read_text()).get("id") if tracker_file.is_file() else None
@@ -381,8 +489,9 @@ def train_detector(
         tracker,
         interval=detector.profile(profile).log_interval,
         metrics_path=work_dir / VAL_METRICS,
-        progress=progress,
+        progress=progress and is_main,
         name=detector.name,
+        is_main=is_main,
     )
     try:
         cfg.experiment_name = f"{detector.name}_{time.strftime('%Y%m%d_%H%M%S')}"
@@ -390,15 +499,24 @@ def train_detector(
             # mmengine keeps one visualizer per name per process: mmdet's fixed name would
             # hand a second training in this process the first one's (maybe deleted) folder.
             cfg.visualizer.name = f"{cfg.experiment_name}_{uuid.uuid4().hex[:8]}"
-        with _forced_device(device), torch_threads(cpu_threads), trusted_checkpoints():
+        with (
+            _forced_device(device),
+            torch_threads(cpu_threads),
+            trusted_checkpoints(),
+            _process_group(world_size, device),
+        ):
             runner = Runner.from_cfg(cfg)
             runner.register_hook(hook)
             runner.train()
-        epochs = runner.epoch
-        last = find_latest_checkpoint(str(work_dir))
-        if last is None:
-            raise RuntimeError(f"training finished without a checkpoint in {work_dir}")
-        checkpoint = _link_latest(Path(last), work_dir)
+            _barrier(world_size)  # rank 0 has saved the last checkpoint and validation
+            epochs = runner.epoch
+            last = find_latest_checkpoint(str(work_dir))
+            if last is None:
+                raise RuntimeError(f"training finished without a checkpoint in {work_dir}")
+            checkpoint = work_dir / LATEST
+            if is_main:
+                _link_latest(Path(last), work_dir)
+            _barrier(world_size)  # latest.pth exists for every rank
         history = _read_metrics(work_dir / VAL_METRICS)
         metrics = {k: v for k, v in (history[-1] if history else {}).items() if "/" in k}
         tracker.summary({"epochs": epochs, **metrics, "checkpoint": str(checkpoint)})
@@ -406,14 +524,15 @@ def train_detector(
         if own_tracker:
             tracker.finish()
     seconds = time.perf_counter() - start
-    log.info(
-        "%s (%s) trained %d epochs in %.0f s -> %s",
-        detector.name,
-        profile,
-        epochs,
-        seconds,
-        checkpoint,
-    )
+    if is_main:
+        log.info(
+            "%s (%s) trained %d epochs in %.0f s -> %s",
+            detector.name,
+            profile,
+            epochs,
+            seconds,
+            checkpoint,
+        )
     return TrainResult(
         checkpoint=checkpoint,
         work_dir=work_dir,
@@ -424,4 +543,6 @@ def train_detector(
         device=device,
         seconds=seconds,
         metrics=metrics,
+        world_size=world_size,
+        lr=lr,
     )

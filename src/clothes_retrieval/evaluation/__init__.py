@@ -5,7 +5,9 @@
 script); :func:`evaluate_category_retrieval` scores the category protocol for data without
 instance pairs (:mod:`clothes_retrieval.evaluation.category`, with the box-matching rule);
 :mod:`clothes_retrieval.evaluation.submission` builds submissions from rankings
-(detected or ground-truth boxes) and writes / reads the official JSON.
+(detected or ground-truth boxes) and writes / reads the official JSON;
+:mod:`clothes_retrieval.evaluation.test_split` reads the unannotated test split and writes
+its submission with the published bundle.
 """
 
 from clothes_retrieval.evaluation.category import (
@@ -37,6 +39,11 @@ from clothes_retrieval.evaluation.submission import (
     submission_to_records,
     write_submission_json,
 )
+from clothes_retrieval.evaluation.test_split import (
+    SplitInfoError,
+    read_test_split,
+    submit_test_split,
+)
 
 __all__ = [
     "DEFAULT_KS",
@@ -46,6 +53,7 @@ __all__ = [
     "SUBMISSION_COLUMNS",
     "GroundTruthError",
     "RetrievalScores",
+    "SplitInfoError",
     "SubmissionError",
     "box_iou",
     "category_accuracy",
@@ -59,7 +67,9 @@ __all__ = [
     "match_detections",
     "ranking_to_submission",
     "read_submission_json",
+    "read_test_split",
     "records_to_submission",
     "submission_to_records",
+    "submit_test_split",
     "write_submission_json",
 ]

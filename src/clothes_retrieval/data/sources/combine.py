@@ -89,6 +89,14 @@ class SourceConfig(FrozenConfig):
             raise ValueError(f"options: {sorted(reserved)} are set by the profile, not options")
         return self
 
+    @property
+    def dataset(self) -> str:
+        """The dataset name its items carry (the adapter's default, or options.dataset)."""
+        if "dataset" in self.options:
+            return str(self.options["dataset"])
+        default = inspect.signature(SOURCES[self.source].reader).parameters.get("dataset")
+        return str(default.default) if default is not None else self.source
+
     def overlaps(self, other: SourceConfig) -> bool:
         """True when both read some of the same photos (same adapter and folder)."""
         if self.source != other.source or Path(self.root).resolve() != Path(other.root).resolve():
