@@ -94,7 +94,17 @@ class DataConfig(FrozenConfig):
         return load_taxonomy(self.taxonomy) if self.taxonomy else None
 
 
-class DetectionStageConfig(FrozenConfig):
+class TrainingProcesses(FrozenConfig):
+    """How a stage's trainings spread over GPUs: one process each (torchrun; detectors through
+    mmengine's pytorch launcher, retrieval models with DDP). Batch sizes are per process."""
+
+    world_size: int = Field(default=1, ge=1, description="training processes, one per GPU")
+    scale_lr: bool = Field(
+        default=True, description="with world_size > 1, LR × world_size (linear scaling rule)"
+    )
+
+
+class DetectionStageConfig(TrainingProcesses):
     """Which detectors this profile trains (one asset each) and how their boxes fuse."""
 
     configs: Path = Field(default=Path("configs/detectors"), description="detector config folder")
@@ -103,15 +113,6 @@ class DetectionStageConfig(FrozenConfig):
     )
     profile: str = Field(default="sample", description="the detector YAMLs' profile (paper, ...)")
     device: str | None = Field(default=None, description="None: cuda when available, else cpu")
-    world_size: int = Field(
-        default=1,
-        ge=1,
-        description="training processes, one per GPU (torchrun, mmengine's pytorch launcher); "
-        "the YAML's batch_size is per process",
-    )
-    scale_lr: bool = Field(
-        default=True, description="with world_size > 1, LR × world_size (linear scaling rule)"
-    )
     amp: bool = Field(default=True, description="mixed precision on CUDA (AmpOptimWrapper)")
     max_epochs: int | None = Field(default=None, ge=1, description="cap epochs (smoke runs)")
     max_train_images: int | None = Field(
@@ -153,21 +154,12 @@ class DetectionStageConfig(FrozenConfig):
         return validate_config(FusionConfig, data, source="profile", prefix="detection.fusion")
 
 
-class RetrievalStageConfig(FrozenConfig):
+class RetrievalStageConfig(TrainingProcesses):
     """Which retrieval models of the registry this profile trains (one asset each)."""
 
     registry: Path = Field(default=Path("configs/retrieval"), description="registry folder")
     models: tuple[str, ...] = Field(default=(), description="registry entries to train")
     device: str | None = Field(default=None, description="None: cuda when available, else cpu")
-    world_size: int = Field(
-        default=1,
-        ge=1,
-        description="training processes, one per GPU (DDP under torchrun); train.batch_size "
-        "is per process (AMP: train.amp, loader workers: train.num_workers, via overrides)",
-    )
-    scale_lr: bool = Field(
-        default=True, description="with world_size > 1, LR × world_size (linear scaling rule)"
-    )
     torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch")
     embed_batch_size: int = Field(default=64, ge=1)
     overrides: dict[str, Any] = Field(

@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from clothes_retrieval.cli import main
-from tests.orchestration.tiny_project import DVC, REPO, _run
+from tests.orchestration.tiny_project import fresh_copy
 
 LINE = re.compile(
     r"sample: gt acc@1 (\d\.\d{3}) acc@10 (\d\.\d{3}), detected acc@1 (\d\.\d{3}) "
@@ -23,11 +22,7 @@ LINE = re.compile(
 
 @pytest.mark.slow
 def test_make_run_builds_the_whole_sample_graph_and_publishes(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(REPO / "configs", project / "configs")
-    (project / "pyproject.toml").write_text("[project]\nname = 'copy'\n")
-    _run(["git", "init", "-q"], project)
-    _run([DVC, "init", "-q"], project)
+    project = fresh_copy(tmp_path)
     profile = project / "configs" / "pipeline" / "sample.yaml"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

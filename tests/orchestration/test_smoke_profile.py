@@ -6,25 +6,20 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from clothes_retrieval.cli import main
 from clothes_retrieval.evaluation import read_submission_json
-from tests.orchestration.tiny_project import DVC, REPO, _run
+from tests.orchestration.tiny_project import fresh_copy
 
 DETECTORS = ("atss", "cascade_mask_rcnn", "centernet", "retinanet_r101", "retinanet_x101")
 
 
 @pytest.mark.slow
 def test_the_paper_profile_builds_trains_a_step_and_reports(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(REPO / "configs", project / "configs")
-    (project / "pyproject.toml").write_text("[project]\nname = 'copy'\n")
-    _run(["git", "init", "-q"], project)
-    _run([DVC, "init", "-q"], project)
+    project = fresh_copy(tmp_path)
     profile = project / "configs" / "pipeline" / "deepfashion2_smoke.yaml"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

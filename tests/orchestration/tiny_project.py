@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,14 @@ def make_project(
     )
     dvc_add(root / "data", repo_root=root)
     return path
+
+
+def fresh_copy(tmp_path: Path) -> Path:
+    """The repository's configs in a new git + DVC project under ``tmp_path``: where a slow
+    test runs a shipped profile as a new user would."""
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "configs", project / "configs")
+    (project / "pyproject.toml").write_text("[project]\nname = 'copy'\n")
+    _run(["git", "init", "-q"], project)
+    _run([DVC, "init", "-q"], project)
+    return project
