@@ -33,8 +33,9 @@ real-benchmark: setup
 smoke: setup
 	.venv/bin/clothes-retrieval run --profile configs/pipeline/deepfashion2_smoke.yaml $(SET)
 
+# Everything on SQLite, then the orchestration tests on PostgreSQL (scripts/test.sh).
 test: setup
-	WANDB_MODE=disabled $(PY) -m pytest
+	@scripts/test.sh
 
 test-slow: setup
 	WANDB_MODE=disabled $(PY) -m pytest -m "slow"

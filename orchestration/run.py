@@ -30,8 +30,10 @@ from clothes_retrieval.weights import check_weights
 
 logger = logging.getLogger("clothes_retrieval.run")
 
-# One run at a time on the instance: the automation's rebuilds queue behind each other
-# instead of training two networks at once on the same cores.
+# One run at a time on a one-machine instance: the automation's rebuilds queue behind each
+# other instead of embedding and searching on the same cores at once. Trainings also take a
+# slot of the ``gpu`` pool (sized by clothes-retrieval from operations.gpu_slots), which is
+# what keeps them apart on a team's instance with more runs at once (deploy/dagster.yaml).
 INSTANCE_YAML = """\
 # Written by clothes-retrieval (orchestration/run.py); edit freely.
 concurrency:
@@ -40,6 +42,25 @@ concurrency:
 telemetry:
   enabled: false
 """
+
+
+# A dagster.yaml that new instances start from instead of INSTANCE_YAML (a team's
+# PostgreSQL instance: deploy/dagster.yaml).
+INSTANCE_TEMPLATE_ENV = "CLOTHES_RETRIEVAL_INSTANCE_TEMPLATE"
+
+
+def instance_yaml() -> str:
+    """What a new instance's dagster.yaml holds: the template when one is set."""
+    template = os.environ.get(INSTANCE_TEMPLATE_ENV)
+    if not template:
+        return INSTANCE_YAML
+    path = Path(template)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{INSTANCE_TEMPLATE_ENV}={template}: no such file (point it at a dagster.yaml, "
+            "e.g. deploy/dagster.yaml, or unset it for the default SQLite instance)"
+        )
+    return path.read_text()
 
 
 class MissingData(FileNotFoundError):
@@ -66,7 +87,7 @@ PROFILE_MARK = "profile.txt"  # which profile's asset history an instance holds
 
 def dagster_home(project: Path, profile: str) -> Path:
     """The Dagster instance of ``profile``: ``$DAGSTER_HOME``, default
-    ``<project>/.dagster/<profile>``, created with :data:`INSTANCE_YAML` when it has none.
+    ``<project>/.dagster/<profile>``, created with :func:`instance_yaml` when it has none.
 
     Every profile has the same asset keys (one graph, many profiles), so two profiles in one
     instance would mix their materialisations, staleness and automation: an instance that
@@ -76,7 +97,7 @@ def dagster_home(project: Path, profile: str) -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").is_file():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+        (home / "dagster.yaml").write_text(instance_yaml())
     mark = home / PROFILE_MARK
     if mark.is_file() and mark.read_text().strip() != profile:
         raise InstanceInUse(
@@ -136,6 +157,7 @@ def run_profile(profile_path: str | Path, overrides: dict[str, Any] | None = Non
 
     from orchestration.defs import build_definitions
     from orchestration.defs.jobs import PIPELINE_JOB
+    from orchestration.defs.operations import configure_instance, person_tags
     from orchestration.defs.search_assets import EVALUATION_REPORT
 
     profile_path = Path(profile_path).resolve()
@@ -154,7 +176,8 @@ def run_profile(profile_path: str | Path, overrides: dict[str, Any] | None = Non
     defs = build_definitions(str(profile_path), json.dumps(overrides or {}))
     job = defs.resolve_job_def(PIPELINE_JOB)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        configure_instance(instance, profile)
+        result = job.execute_in_process(instance=instance, raise_on_error=False, tags=person_tags())
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         line, report, headline = None, None, {}
         for event in result.get_asset_materialization_events():
@@ -175,8 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     folder; `make dagster` starts the UI on it."""
     args = argv if argv is not None else sys.argv[1:]
     profile_path = Path(args[0] if args else "configs/pipeline/sample.yaml").resolve()
+    import dagster as dg
+
+    from orchestration.defs.operations import configure_instance
+
     profile = load_profile(profile_path)
-    print(dagster_home(project_root_of(profile_path), profile.name))
+    home = dagster_home(project_root_of(profile_path), profile.name)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        configure_instance(instance, profile)
+    print(home)
     return 0
 
 

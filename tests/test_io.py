@@ -50,3 +50,14 @@ def test_prepare_run_dir_keeps_same_inputs_and_clears_changed(tmp_path: Path):
     assert (run / "last.pt").exists()
     assert prepare_run_dir(run, {"data": "b", "epochs": 2}) is False  # new data: start over
     assert not (run / "last.pt").exists()
+
+
+def test_prepare_run_dir_fresh_starts_over_on_the_same_inputs(tmp_path: Path):
+    from clothes_retrieval.io import prepare_run_dir
+
+    run = tmp_path / "run"
+    assert prepare_run_dir(run, {"data": "a"}) is False
+    (run / "epoch_1.pth").write_text("weights")
+    assert prepare_run_dir(run, {"data": "a"}, fresh=True) is False  # a scheduled retraining
+    assert not (run / "epoch_1.pth").exists()
+    assert prepare_run_dir(run, {"data": "a"}) is True  # and the next run resumes it

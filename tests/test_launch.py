@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from clothes_retrieval import launch
-from clothes_retrieval.launch import train_retrieval_distributed
+from clothes_retrieval.launch import Launch, train_retrieval_distributed
 from clothes_retrieval.retrieval.train import TrainResult
 from tests.retrieval.conftest import make_crops, tiny_config
 
@@ -44,15 +44,14 @@ def test_two_processes(crops: pd.DataFrame, tmp_path: Path) -> None:
         assert torch.equal(value, saved[key]), key
 
 
-def test_one_process_runs_in_process(
-    crops: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_launch(*args, **kwargs):
+def test_one_process_runs_in_process(crops: pd.DataFrame, tmp_path: Path) -> None:
+    def no_launch(launch: Launch) -> None:
         raise AssertionError("world_size 1 must not start processes")
 
-    monkeypatch.setattr(launch, "_launch", no_launch)
     config = _config()
-    result = train_retrieval_distributed(1, config, crops, None, tmp_path, device="cpu")
+    result = train_retrieval_distributed(
+        1, config, crops, None, tmp_path, device="cpu", launcher=no_launch
+    )
     assert result.epochs == 1 and result.history[0]["images"] == 2 * 4
     assert result.model is not None and (tmp_path / "model.pt").is_file()
     written = json.loads((tmp_path / "config.json").read_text())
@@ -66,8 +65,23 @@ def test_a_failing_rank_raises_with_the_output(crops: pd.DataFrame, tmp_path: Pa
         train_retrieval_distributed(2, _config(), crops.iloc[:0], None, tmp_path, device="cpu")
     message = str(info.value)
     assert "world size 2" in message and "exit code 1" in message
-    assert "trains on ['deepfashion2']" in message  # prepare_training_crops's ValueError
+    # The failing ranks' tracebacks (the first to fail stops the other), ending in
+    # prepare_training_crops's ValueError.
+    assert "rank 0:" in message or "rank 1:" in message
+    assert "trains on ['deepfashion2']" in message
     assert not (tmp_path / "launch" / "result.json").exists()
+
+
+def test_a_new_launch_clears_the_last_runs_result_and_errors(tmp_path: Path) -> None:
+    """A result or an error left by an earlier run must not pass for this run's."""
+    (tmp_path / "rank-1.error").write_text("Traceback: an old failure")
+    (tmp_path / "result.json").write_text("{}")
+    new = launch._new_launch("retrieval", "model m", {"x": 1}, tmp_path, 2, "cpu")
+    assert not new.result_path.exists() and not list(tmp_path.glob("rank-*.error"))
+    assert json.loads(new.spec_path.read_text())["kind"] == "retrieval"
+    assert new.command()[-3:] == ["-m", "clothes_retrieval.launch", str(new.spec_path)]
+    assert new.env()["OMP_NUM_THREADS"] and new.env()["PYTHONUNBUFFERED"] == "1"
+    assert "no rank raised an error" in str(new.failure(-9))
 
 
 def test_more_processes_than_gpus_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

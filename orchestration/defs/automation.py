@@ -8,7 +8,8 @@ crops, the models and the embeddings) it fires on the first update and scores ol
 embeddings against new items while the models still wait to retrain. ``REBUILD`` adds
 that no ancestor, up to the graph's depth, is missing, in progress or requested in the
 same tick: the change then flows through the graph in order, each asset built once,
-after everything it depends on.
+after everything it depends on. A changed config (the asset's code version, after the code
+location reloads) starts a rebuild the same way as changed data.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ MAX_DEPTH = 9
 
 
 def after_every_ancestor(depth: int = MAX_DEPTH) -> dg.AutomationCondition:
-    """``eager()`` that also waits while any ancestor within ``depth`` levels is missing,
-    in progress or about to be requested."""
+    """``eager()``, or the asset's code version changed, and no ancestor within ``depth``
+    levels is missing, in progress or about to be requested."""
     busy = (
         dg.AutomationCondition.missing()
         | dg.AutomationCondition.in_progress()
@@ -34,7 +35,13 @@ def after_every_ancestor(depth: int = MAX_DEPTH) -> dg.AutomationCondition:
     pending = dg.AutomationCondition.any_deps_match(busy)
     for _ in range(depth - 1):
         pending = dg.AutomationCondition.any_deps_match(busy | pending)
-    return (dg.AutomationCondition.eager() & ~pending).with_label("eager, after every ancestor")
+    config_changed = (
+        dg.AutomationCondition.code_version_changed().since_last_handled()
+        & ~dg.AutomationCondition.in_progress()
+    )
+    return ((dg.AutomationCondition.eager() | config_changed) & ~pending).with_label(
+        "eager or config changed, after every ancestor"
+    )
 
 
 REBUILD = after_every_ancestor()

@@ -18,13 +18,15 @@ from clothes_retrieval.detection.inference import IMAGE_COLUMNS, check_detection
 from clothes_retrieval.detection.metrics import coco_metrics, metrics_table
 from clothes_retrieval.fusion import fuse_detectors, fusion_ablation
 from clothes_retrieval.io import file_digest, prepare_run_dir, write_json, write_parquet
-from clothes_retrieval.launch import train_detector_distributed
 from clothes_retrieval.profile import PipelineProfile
 from clothes_retrieval.versioning import common_data_version, read_lineage, write_lineage
 from clothes_retrieval.weights import detector_config
 from orchestration.defs.automation import REBUILD
 from orchestration.defs.data_assets import COCO_EXPORTS, ITEM_TABLE, markdown_table
+from orchestration.defs.operations import retrain_requested, training_options
 from orchestration.defs.resources import PipelineResource
+from orchestration.defs.tracking import wandb_run_metadata
+from orchestration.defs.training import train_detector
 
 DETECTION_GROUP = "detection"
 FUSED_BOXES = dg.AssetKey("fused_boxes")
@@ -60,6 +62,7 @@ def _detector_assets(name: str, profile: PipelineProfile) -> list:
         kinds={"pytorch"},
         description=f"The trained mmdetection detector {name} (resumable), with its resolved "
         "mmdet config.",
+        **training_options(profile, det.world_size),
     )
     def detector(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
@@ -83,8 +86,10 @@ def _detector_assets(name: str, profile: PipelineProfile) -> list:
             "train": file_digest(train_json),
             "val": file_digest(val_json) if val_json else None,
         }
-        resumed = prepare_run_dir(work_dir, inputs)
-        result = train_detector_distributed(
+        resumed = prepare_run_dir(work_dir, inputs, fresh=retrain_requested(context))
+        # With world_size > 1: torchrun through Dagster Pipes; rank 0 reports the metadata.
+        result, trained = train_detector(
+            context,
             stage.world_size,
             detector=resolved,
             profile=stage.profile,
@@ -99,19 +104,17 @@ def _detector_assets(name: str, profile: PipelineProfile) -> list:
             cpu_threads=stage.cpu_threads,
             classes=taxonomy.classes if taxonomy else None,
             progress=False,
+            data_version=version,
         )
         write_lineage(work_dir, version)
         return dg.MaterializeResult(
             metadata={
-                "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
-                "mmdet_config": dg.MetadataValue.path(str(result.config_path)),
-                "epochs": result.epochs,
+                # checkpoint, mmdet_config, epochs, training_seconds, device, world_size,
+                # val_metrics: what the training reported
+                **trained,
                 "resumed": resumed,
-                "training_seconds": round(result.seconds, 1),
-                "device": result.device,
-                "world_size": result.world_size,
-                "val_metrics": dg.MetadataValue.json(result.metrics),
                 "data_version": version,
+                **wandb_run_metadata(result.tracking),
             }
         )
 

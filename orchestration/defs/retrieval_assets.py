@@ -16,7 +16,6 @@ from clothes_retrieval.config import config_digest, dump_config
 from clothes_retrieval.data.deepfashion2 import read_item_table
 from clothes_retrieval.data.sources.combine import TRAIN_SPLIT
 from clothes_retrieval.io import file_digest, prepare_run_dir
-from clothes_retrieval.launch import train_retrieval_distributed
 from clothes_retrieval.profile import PipelineProfile
 from clothes_retrieval.retrieval import load_trained_model
 from clothes_retrieval.retrieval.embed import weights_are_finite
@@ -27,7 +26,10 @@ from clothes_retrieval.weights import model_config
 from orchestration.defs.automation import REBUILD
 from orchestration.defs.data_assets import ITEM_TABLE, RETRIEVAL_CROPS
 from orchestration.defs.detection_assets import FUSED_BOXES
+from orchestration.defs.operations import retrain_requested, training_options
 from orchestration.defs.resources import PipelineResource
+from orchestration.defs.tracking import wandb_run_metadata
+from orchestration.defs.training import train_retrieval
 
 RETRIEVAL_GROUP = "retrieval"
 
@@ -71,6 +73,7 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
         check_specs=checks,
         description=(config.description or f"retrieval model {name}")
         + " (timm backbone + CGD head; resumable)",
+        **training_options(profile, profile.retrieval.world_size),
     )
     def model(context: dg.AssetExecutionContext, pipeline: PipelineResource):
         prof = pipeline.load()
@@ -86,11 +89,13 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
             "crops": file_digest(crops_dir / "crops.parquet"),
             "world_size": world,
         }
-        resumed = prepare_run_dir(out_dir, inputs)
+        resumed = prepare_run_dir(out_dir, inputs, fresh=retrain_requested(context))
         context.log.info("%s %s in %s", "resuming" if resumed else "training", name, out_dir)
         val = crops[crops["split"] == prof.search.split]
         start = time.time()
-        result = train_retrieval_distributed(
+        # With world > 1: torchrun through Dagster Pipes; rank 0 reports the metadata.
+        result, trained = train_retrieval(
+            context,
             world,
             cfg,
             crops,
@@ -119,22 +124,19 @@ def _model_assets(name: str, profile: PipelineProfile) -> list:
                     },
                 )
             )
-        nan = float("nan")
         return dg.MaterializeResult(
             metadata={
+                # val_recall_at_1, val_map_at_r, epochs, train_images_per_s, world_size,
+                # model_path: what the training reported
+                **trained,
                 "zero_shot": cfg.zero_shot,
-                "val_recall_at_1": r1 if r1 is not None else nan,
-                "val_map_at_r": result.val_map_at_r if result.val_map_at_r is not None else nan,
                 "chance_recall_at_1": chance,
-                "epochs": result.epochs,
                 "training_seconds": round(seconds, 1),
                 "seconds_per_epoch": round(seconds / max(result.epochs, 1), 1),
-                "train_images_per_s": round(result.train_images_per_s, 1),
                 "resumed": resumed,
-                "world_size": world,
                 "data_version": version,
-                "model_path": dg.MetadataValue.path(result.model_path),
                 "config": dg.MetadataValue.json(dump_config(cfg)),
+                **wandb_run_metadata(result.tracking),
             },
             check_results=check_results,
         )

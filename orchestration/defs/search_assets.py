@@ -32,6 +32,7 @@ from orchestration.defs.data_assets import ITEM_TABLE
 from orchestration.defs.detection_assets import FUSED_BOXES
 from orchestration.defs.resources import PipelineResource
 from orchestration.defs.retrieval_assets import embeddings_key
+from orchestration.defs.tracking import wandb_run_metadata
 
 SEARCH_GROUP = "search"
 SEARCH_INDEX = dg.AssetKey("search_index")
@@ -178,6 +179,7 @@ def build_search_assets(profile: PipelineProfile) -> list:
         if "submission" in summary.paths:
             metadata["submission"] = dg.MetadataValue.path(str(summary.paths["submission"]))
         metadata["published"] = dg.MetadataValue.json(summary.published)
+        metadata.update(wandb_run_metadata(summary.tracking))
         results = [
             dg.AssetCheckResult(
                 check_name="acc10_floor",

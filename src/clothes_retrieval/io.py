@@ -95,18 +95,19 @@ def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def prepare_run_dir(out_dir: str | Path, inputs: dict[str, Any]) -> bool:
+def prepare_run_dir(out_dir: str | Path, inputs: dict[str, Any], *, fresh: bool = False) -> bool:
     """Make ``out_dir`` ready for a resumable run on ``inputs`` (config, input digests).
 
     When the folder holds a run on the same inputs, it is kept, so training resumes from
     its last checkpoint, and True is returned. When the inputs differ (new data, another
     config), the stale run is removed first: resuming it would mix old and new. The inputs
-    are recorded in ``run_inputs.json``.
+    are recorded in ``run_inputs.json``. ``fresh``: start over even on the same inputs (a
+    scheduled retraining).
     """
     out_dir = Path(out_dir)
     record = out_dir / "run_inputs.json"
     wanted = json.loads(json.dumps(inputs, sort_keys=True, default=str))
-    if record.is_file():
+    if record.is_file() and not fresh:
         try:
             same = json.loads(record.read_text()) == wanted
         except json.JSONDecodeError:

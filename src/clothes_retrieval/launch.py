@@ -10,15 +10,20 @@ GPU, or with several gloo processes on the CPU:
 
 With ``world_size`` 1 they call the training in this process. With N > 1 they write a spec
 (JSON: the arguments, configs as their resolved data, DataFrames as parquet) to
-``<work or out dir>/launch/``, run::
+``<work or out dir>/launch/`` and describe the run as a :class:`Launch`: the command ::
 
     python -m torch.distributed.run --standalone --nproc_per_node N \\
-        -m clothes_retrieval.launch <dir>/launch/spec.json
+        -m <worker module> <dir>/launch/spec.json
 
-streaming its output line by line to this module's logger, and read back the result that
-rank 0 wrote (``launch/result.json``, atomically). Each rank rebuilds the arguments from
-the spec and calls the training, which runs DDP under torchrun's environment. A failing run
-raises :class:`RuntimeError` with the world size, the exit code and the output's last lines.
+and its environment. A *launcher* starts it and waits: :func:`run_torchrun` (the default: a
+plain child process whose output goes to this process's stdout and stderr), or the Dagster
+code location's, which starts the same command through Dagster Pipes so that rank 0's logs
+and metrics reach the asset (``orchestration/pipes_worker.py``). Each rank rebuilds the
+arguments from the spec and calls the training (:func:`run_rank`), which runs DDP under
+torchrun's environment; rank 0 writes the result (``launch/result.json``, atomically), which
+the caller reads back. A rank that raises writes its traceback to ``launch/rank-<r>.error``,
+so a failed run raises :class:`RuntimeError` with the world size, the exit code and each
+failing rank's error (:meth:`Launch.failure`).
 
 Batch sizes are per process in both trainings, so N processes train with an N times larger
 global batch; by default (``scale_lr``) the LR is scaled linearly by N (Goyal et al. 2017,
@@ -27,7 +32,6 @@ global batch; by default (``scale_lr``) the LR is scaled linearly by N (Goyal et
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import inspect
 import json
@@ -35,12 +39,13 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clothes_retrieval.config import dump_config, validate_config, with_overrides
-from clothes_retrieval.io import write_json, write_parquet
+from clothes_retrieval.io import write_json, write_parquet, write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,18 +55,133 @@ if TYPE_CHECKING:
     from clothes_retrieval.retrieval.config import RetrievalModelConfig
     from clothes_retrieval.retrieval.train import TrainResult as RetrievalTrainResult
 
-__all__ = ["train_detector_distributed", "train_retrieval_distributed"]
+__all__ = [
+    "Launch",
+    "run_rank",
+    "run_torchrun",
+    "train_detector_distributed",
+    "train_retrieval_distributed",
+]
 
 log = logging.getLogger(__name__)
 
 LAUNCH_DIR = "launch"  # under the run's work/out dir: spec.json, its tables, result.json
 SPEC = "spec.json"
 RESULT = "result.json"
-TAIL_LINES = 40  # lines of the workers' output quoted when they fail
-# Seconds between tqdm updates in the workers: their bars reach this process as log lines.
+ERROR_GLOB = "rank-*.error"  # rank-<r>.error: the traceback of a rank that raised
+TAIL_LINES = 40  # lines of each failing rank's traceback quoted in the error
+# Seconds between tqdm updates in the workers: their bars reach the log as lines.
 TQDM_MININTERVAL = "30"
 # train_detector arguments that cannot cross a process boundary.
 _LOCAL_ONLY = ("tracker",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """A training prepared for ``world_size`` processes: its spec on disk and how to start it.
+
+    ``kind`` is ``detector`` or ``retrieval``; ``what`` names the run in messages."""
+
+    kind: str
+    what: str
+    world_size: int
+    device: str
+    dir: Path
+
+    @property
+    def spec_path(self) -> Path:
+        return self.dir / SPEC
+
+    @property
+    def result_path(self) -> Path:
+        return self.dir / RESULT
+
+    def command(self, module: str = __name__) -> list[str]:
+        """torchrun starting ``module`` (``python -m module SPEC``) on every rank."""
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(self.world_size),
+            "-m",
+            module,
+            str(self.spec_path),
+        ]
+
+    def env(self) -> dict[str, str]:
+        """Environment variables the run needs besides this process's own."""
+        env = {"PYTHONUNBUFFERED": "1"}
+        env["TQDM_MININTERVAL"] = os.environ.get("TQDM_MININTERVAL", TQDM_MININTERVAL)
+        if self.device == "cpu":
+            # torchrun would set it too, with a warning; N processes share the cores.
+            env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+        return env
+
+    def result(self) -> dict[str, Any]:
+        """Rank 0's result (JSON data), after the run exited 0."""
+        if not self.result_path.is_file():
+            raise RuntimeError(
+                f"training {self.what} with world size {self.world_size} exited 0 but rank 0 "
+                f"wrote no result ({self.result_path}); see the workers' output in the log"
+            )
+        return json.loads(self.result_path.read_text())
+
+    def failure(self, returncode: int | None) -> RuntimeError:
+        """The error of a failed run: what, the world size, torchrun's exit code, and the
+        last lines of the traceback of every rank that raised."""
+        errors = sorted(self.dir.glob(ERROR_GLOB), key=lambda p: _rank_of(p))
+        code = "unknown" if returncode is None else str(returncode)
+        head = (
+            f"training {self.what} with world size {self.world_size} failed (torchrun exit "
+            f"code {code})"
+        )
+        if not errors:
+            return RuntimeError(
+                f"{head}; no rank raised an error (killed by a signal, or out of memory?): "
+                "torchrun's output is in the log"
+            )
+        parts = []
+        for path in errors:
+            lines = path.read_text().rstrip().splitlines()[-TAIL_LINES:]
+            parts.append(f"rank {_rank_of(path)}:\n" + "\n".join(lines))
+        return RuntimeError(f"{head}; " + "\n".join(parts))
+
+
+def _rank_of(path: Path) -> int:
+    return int(path.name.removeprefix("rank-").removesuffix(".error"))
+
+
+def _new_launch(kind: str, what: str, spec: dict[str, Any], launch_dir: Path,
+                world_size: int, device: str) -> Launch:  # fmt: skip
+    """Write ``spec`` and clear what a previous run left (its result must not pass for this
+    one's, nor its errors)."""
+    launch = Launch(kind=kind, what=what, world_size=world_size, device=device, dir=launch_dir)
+    launch.result_path.unlink(missing_ok=True)
+    for path in launch_dir.glob(ERROR_GLOB):
+        path.unlink()
+    write_json(launch.spec_path, {**spec, "kind": kind, "result": str(launch.result_path)})
+    return launch
+
+
+Launcher = Callable[[Launch], None]
+
+
+def run_torchrun(launch: Launch) -> None:
+    """Start ``launch`` as a child process and wait; its output goes to this process's
+    stdout and stderr. Raises :meth:`Launch.failure` when it exits non-zero."""
+    cmd = launch.command()
+    log.info(
+        "training %s with %d processes (%s): %s",
+        launch.what,
+        launch.world_size,
+        launch.device,
+        " ".join(cmd),
+    )
+    returncode = subprocess.run(cmd, env={**os.environ, **launch.env()}).returncode
+    if returncode != 0:
+        raise launch.failure(returncode)
 
 
 def _resolve_launch_device(device: str | None, world_size: int) -> str:
@@ -103,6 +223,8 @@ def train_detector_distributed(
     train_json: str | Path,
     val_json: str | Path | None,
     work_dir: str | Path,
+    *,
+    launcher: Launcher = run_torchrun,
     **train_detector_kwargs: Any,
 ) -> DetectorTrainResult:
     """:func:`~clothes_retrieval.detection.train.train_detector` with ``world_size``
@@ -111,10 +233,11 @@ def train_detector_distributed(
     ``device`` None: cuda when available. ``scale_lr`` (default True) scales the LR by
     ``world_size``: the profile's ``batch_size`` is per process. The result's ``world_size``
     and ``lr`` say how it trained. A ``tracker`` object cannot reach other processes: with
-    ``world_size`` > 1, give ``tracker_mode`` / ``tracker_project`` instead.
+    ``world_size`` > 1, give ``tracker_mode`` / ``tracker_project`` instead. ``launcher``
+    starts the processes (default :func:`run_torchrun`).
     """
     from clothes_retrieval.detection.config import DetectorConfig, load_detector_config
-    from clothes_retrieval.detection.train import TrainResult, train_detector
+    from clothes_retrieval.detection.train import train_detector
 
     device = _resolve_launch_device(train_detector_kwargs.pop("device", None), world_size)
     if world_size == 1:
@@ -144,7 +267,6 @@ def train_detector_distributed(
     work_dir = Path(work_dir).resolve()
     kwargs = {key: _plain(value, key) for key, value in train_detector_kwargs.items()}
     spec = {
-        "kind": "detector",
         "detector": dump_config(detector),
         "profile": profile,
         "train_json": str(Path(train_json).resolve()),
@@ -153,7 +275,15 @@ def train_detector_distributed(
         "kwargs": {**kwargs, "device": device},
     }
     what = f"detector {detector.name} ({profile})"
-    data = _launch(spec, work_dir / LAUNCH_DIR, world_size, device, what)
+    launch = _new_launch("detector", what, spec, work_dir / LAUNCH_DIR, world_size, device)
+    launcher(launch)
+    return detector_result(launch.result())
+
+
+def detector_result(data: dict[str, Any]) -> DetectorTrainResult:
+    """A detector TrainResult from its JSON data (rank 0's result)."""
+    from clothes_retrieval.detection.train import TrainResult
+
     paths = {f.name for f in dataclasses.fields(TrainResult) if f.type in ("Path", Path)}
     return TrainResult(**{k: Path(v) if k in paths else v for k, v in data.items()})
 
@@ -201,6 +331,8 @@ def train_retrieval_distributed(
     device: str | None = None,
     scale_lr: bool = True,
     progress: bool = False,
+    data_version: str | None = None,
+    launcher: Launcher = run_torchrun,
 ) -> RetrievalTrainResult:
     """:func:`~clothes_retrieval.retrieval.train.train_retrieval_model` with ``world_size``
     processes (one per GPU, or gloo on the CPU).
@@ -209,15 +341,18 @@ def train_retrieval_distributed(
     ``world_size`` (the linear scaling rule), and the scaled config is the one trained and
     written to ``out_dir/config.json``. ``device`` None: cuda when available. The returned
     result holds the trained model, loaded from ``out_dir/model.pt``. ``progress``: the
-    workers' progress bars, reaching the log every ~30 s. A zero-shot entry trains nothing
-    and is saved in this process.
+    workers' progress bars, reaching the log every ~30 s. ``data_version``: the crops'
+    version, logged by the tracker. A zero-shot entry trains nothing and is saved in this
+    process. ``launcher`` starts the processes (default :func:`run_torchrun`).
     """
-    from clothes_retrieval.retrieval.embed import load_trained_model
-    from clothes_retrieval.retrieval.train import TrainResult, train_retrieval_model
+    from clothes_retrieval.retrieval.train import train_retrieval_model
 
     device = _resolve_launch_device(device, world_size)
     if world_size == 1 or config.zero_shot:
-        return train_retrieval_model(config, crops, val, out_dir, device=device, progress=progress)
+        return train_retrieval_model(
+            config, crops, val, out_dir, device=device, progress=progress,
+            data_version=data_version,
+        )  # fmt: skip
     if scale_lr:
         lr = config.optim.lr * world_size
         log.info(
@@ -232,16 +367,26 @@ def train_retrieval_distributed(
     out_dir = Path(out_dir).resolve()
     launch_dir = out_dir / LAUNCH_DIR
     spec = {
-        "kind": "retrieval",
         "config": dump_config(config),
         "crops": str(write_parquet(launch_dir / "crops.parquet", crops)),
         "val": str(write_parquet(launch_dir / "val.parquet", val)) if val is not None else None,
         "out_dir": str(out_dir),
         "device": device,
         "progress": progress,
+        "data_version": data_version,
     }
-    data = _launch(spec, launch_dir, world_size, device, f"retrieval model {config.name}")
-    model, _ = load_trained_model(out_dir, device="cpu")
+    what = f"retrieval model {config.name}"
+    launch = _new_launch("retrieval", what, spec, launch_dir, world_size, device)
+    launcher(launch)
+    return retrieval_result(launch.result())
+
+
+def retrieval_result(data: dict[str, Any]) -> RetrievalTrainResult:
+    """A retrieval TrainResult from its JSON data, with the model loaded from its folder."""
+    from clothes_retrieval.retrieval.embed import load_trained_model
+    from clothes_retrieval.retrieval.train import TrainResult
+
+    model, _ = load_trained_model(data["out_dir"], device="cpu")
     return TrainResult(**data, model=model)
 
 
@@ -260,89 +405,50 @@ def _run_retrieval(spec: dict[str, Any]) -> dict[str, Any]:
         spec["out_dir"],
         device=spec["device"],
         progress=spec["progress"],
+        data_version=spec.get("data_version"),
     )
     return result.to_json()
 
 
-# --------------------------------------------------------------------------- launching
-
-
-def _launch(
-    spec: dict[str, Any], launch_dir: Path, world_size: int, device: str, what: str
-) -> dict[str, Any]:
-    """Write ``spec``, run it with torchrun on ``world_size`` processes, return rank 0's
-    result (JSON data)."""
-    result_path = launch_dir / RESULT
-    result_path.unlink(missing_ok=True)  # a previous run's result must not pass for this one's
-    spec_path = write_json(launch_dir / SPEC, {**spec, "result": str(result_path)})
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        str(world_size),
-        "-m",
-        "clothes_retrieval.launch",
-        str(spec_path),
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.setdefault("TQDM_MININTERVAL", TQDM_MININTERVAL)
-    if device == "cpu":
-        # torchrun would set it too, with a warning; N processes share the cores.
-        env.setdefault("OMP_NUM_THREADS", "1")
-    log.info("training %s with %d processes (%s): %s", what, world_size, device, " ".join(cmd))
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    # Text mode reads "\r" as a line end too, so progress bar updates arrive as lines.
-    with subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                line = line.rstrip()
-                if line:
-                    tail.append(line)
-                    log.info("%s", line)
-            returncode = proc.wait()
-        except BaseException:  # interrupted: stop the workers too (torchrun forwards it)
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-    if returncode != 0:
-        raise RuntimeError(
-            f"training {what} with world size {world_size} failed (torchrun exit code "
-            f"{returncode}); the last {len(tail)} lines of its output:\n" + "\n".join(tail)
-        )
-    if not result_path.is_file():
-        raise RuntimeError(
-            f"training {what} with world size {world_size} exited 0 but rank 0 wrote no "
-            f"result ({result_path}); the last lines of its output:\n" + "\n".join(tail)
-        )
-    return json.loads(result_path.read_text())
-
+# --------------------------------------------------------------------------- the workers
 
 _RUNNERS = {"detector": _run_detector, "retrieval": _run_retrieval}
 
 
-def _worker(spec_path: str) -> None:
-    """One rank of a launched run: rebuild the arguments, train, rank 0 writes the result."""
+def read_spec(spec_path: str | Path) -> dict[str, Any]:
+    spec = json.loads(Path(spec_path).read_text())
+    if spec.get("kind") not in _RUNNERS:
+        raise ValueError(f"{spec_path}: kind {spec.get('kind')!r}; use one of {list(_RUNNERS)}")
+    return spec
+
+
+def run_rank(spec_path: str | Path) -> dict[str, Any] | None:
+    """One rank of a launched run (under torchrun): rebuild the arguments from the spec and
+    train. Rank 0 writes the result and returns it; the other ranks return None. A rank that
+    raises leaves its traceback in ``launch/rank-<r>.error`` for :meth:`Launch.failure`."""
     rank = int(os.environ.get("RANK", "0"))
+    spec_path = Path(spec_path)
+    try:
+        spec = read_spec(spec_path)
+        result = _RUNNERS[spec["kind"]](spec)
+    except BaseException:
+        write_text(spec_path.parent / f"rank-{rank}.error", traceback.format_exc())
+        raise
+    if rank != 0:
+        return None
+    write_json(spec["result"], result)
+    return result
+
+
+def configure_worker_logging(rank: int) -> None:
+    """Every rank logs to stderr, each line marked with its rank: other libraries' warnings,
+    and this package's progress messages."""
     logging.basicConfig(
-        level=logging.WARNING,  # other libraries' warnings; our own progress messages too
+        level=logging.WARNING,
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("clothes_retrieval").setLevel(logging.INFO)
-    spec = json.loads(Path(spec_path).read_text())
-    if spec.get("kind") not in _RUNNERS:
-        raise ValueError(f"{spec_path}: kind {spec.get('kind')!r}; use one of {list(_RUNNERS)}")
-    result = _RUNNERS[spec["kind"]](spec)
-    if rank == 0:
-        write_json(spec["result"], result)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -352,8 +458,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         raise SystemExit("usage: torchrun ... -m clothes_retrieval.launch SPEC.json")
+    configure_worker_logging(int(os.environ.get("RANK", "0")))
     # record: torchrun's failure summary then quotes this rank's exception and traceback.
-    record(_worker)(args[0])
+    record(run_rank)(args[0])
 
 
 if __name__ == "__main__":

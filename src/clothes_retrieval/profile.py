@@ -31,6 +31,7 @@ from clothes_retrieval.data.crops import CropConfig
 from clothes_retrieval.data.sample import SampleDataConfig
 from clothes_retrieval.data.sources.combine import SourceConfig
 from clothes_retrieval.index import IndexConfig
+from clothes_retrieval.operations import OperationsConfig
 from clothes_retrieval.search import PostprocessConfig
 from clothes_retrieval.service.config import ServeConfig
 from clothes_retrieval.weights import WeightsConfig
@@ -270,6 +271,7 @@ class PipelineProfile(FrozenConfig):
     evaluation: EvaluationConfig = EvaluationConfig()
     serve: ServeConfig = ServeConfig()
     weights: WeightsConfig = WeightsConfig()
+    operations: OperationsConfig = OperationsConfig()
 
     @model_validator(mode="after")
     def _check(self) -> PipelineProfile:

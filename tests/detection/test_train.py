@@ -49,6 +49,22 @@ def test_each_family_trains(name: str, train_tiny, atss_one_epoch, tmp_path: Pat
     assert set(result.metrics) >= {"coco/bbox_mAP", "coco/bbox_mAP_50", "coco/bbox_mAP_75"}
 
 
+def test_the_run_gets_the_checkpoint_and_the_data_version(train_tiny, tiny_coco, tmp_path):
+    result, tracker = train_tiny(
+        "atss", tmp_path / "atss", max_epochs=1, validate=False, data_version="md5:c0ffee"
+    )
+    model, data = tracker.artifacts
+    assert (model["name"], model["type"]) == ("detector-atss-sample", "model")
+    assert model["paths"] == [result.checkpoint, result.config_path, result.detector_config_path]
+    assert model["metadata"]["epochs"] == 1 and model["metadata"]["data_version"] == "md5:c0ffee"
+    # named after the COCO files' folder; the files referenced (by path), never copied
+    assert data["name"] == tiny_coco.train_json.resolve().parent.name and data["type"] == "dataset"
+    assert data["metadata"] == {
+        "data_version": "md5:c0ffee", "sources": [str(tiny_coco.train_json.resolve())]
+    }  # fmt: skip
+    assert result.tracking is None  # a NullTracker: tracking disabled
+
+
 def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 

@@ -11,32 +11,21 @@ the new data version.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 
-from clothes_retrieval.cli import main
 from orchestration.defs import build_definitions
+from orchestration.defs.operations import TRIGGER_TAG
+from tests.orchestration.dagster_dev import dagster_dev, dagster_env, run_once
 from tests.orchestration.rebuild import assert_built_from, assert_in_dependency_order, new_data
 from tests.orchestration.tiny_project import make_project
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "sample_lite0_gem"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _one_model(profile: Path) -> None:
@@ -61,59 +50,23 @@ def _rebuilt_since(instance, keys, since: float) -> dict[dg.AssetKey, float]:
 
 
 @pytest.mark.timeout(1200)
-def test_dagster_dev_rebuilds_the_whole_graph_in_order(tmp_path: Path, capsys) -> None:
+def test_dagster_dev_rebuilds_the_whole_graph_in_order(
+    tmp_path: Path, capsys, instance_storage: str
+) -> None:
     profile = make_project(tmp_path / "project", with_models=True, with_detection=True)
     _one_model(profile)
     project = profile.parents[1]
     home = tmp_path / "dagster_home"
-    env = dict(
-        os.environ,
-        DAGSTER_HOME=str(home),
-        CLOTHES_RETRIEVAL_PROFILE=str(profile),
-        CLOTHES_RETRIEVAL_SENSOR_INTERVAL_S="5",
-        WANDB_MODE="disabled",
-    )
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        assert main(["run", "--profile", str(profile)]) == 0
-    finally:
-        del os.environ["DAGSTER_HOME"]
+    env = dagster_env(home, profile)
+    run_once(profile, home)
     capsys.readouterr()
-    assert "max_concurrent_runs: 1" in (home / "dagster.yaml").read_text()  # one at a time
+    if instance_storage == "sqlite":  # one machine: one run at a time
+        assert "max_concurrent_runs: 1" in (home / "dagster.yaml").read_text()
     graph = build_definitions(str(profile)).resolve_asset_graph()
     keys = set(graph.materializable_asset_keys)
 
-    port = _free_port()
-    dagster = Path(sys.executable).with_name("dagster")
     log_path = tmp_path / "dagster_dev.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [
-            str(dagster),
-            "dev",
-            "-m",
-            "orchestration.definitions",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5)
-                break
-            except OSError:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                assert time.time() < deadline, "dagster dev did not come up"
-                time.sleep(2)
+    with dagster_dev(env, log_path):
         time.sleep(15)  # let the sensors take their first look at the current data
 
         # New data, tracked by DVC: nothing else is done by hand from here on.
@@ -137,15 +90,15 @@ def test_dagster_dev_rebuilds_the_whole_graph_in_order(tmp_path: Path, capsys) -
                 filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE])
             )
             assert failed == [], [r.job_name for r in failed]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the parent
-        except ProcessLookupError:
-            pass
-        log.close()
+            # every run since says what started it (tag_trigger tags them within seconds)
+            after = dg.RunsFilter(created_after=datetime.fromtimestamp(changed_at, UTC))
+            deadline = time.time() + 60
+            while True:
+                runs = instance.get_runs(filters=after)
+                if all(TRIGGER_TAG in r.tags for r in runs) or time.time() > deadline:
+                    break
+                time.sleep(3)
+            assert {r.tags.get(TRIGGER_TAG) for r in runs} == {"data change"}, [
+                (r.job_name, r.tags) for r in runs
+            ]
     assert_built_from(project / "outputs" / "tiny", (MODEL,), version)

@@ -130,17 +130,40 @@ def test_backbone_lr_mult_scales_only_the_backbone():
     assert seen == sum(1 for p in module.parameters() if p.requires_grad)
 
 
-def test_training_writes_an_offline_wandb_run_with_its_losses(train_crops, tmp_path, monkeypatch):
-    from tests.test_tracking import read_offline_run
+def test_training_writes_an_offline_wandb_run_with_losses_metrics_and_artifacts(
+    train_crops, val_crops, tmp_path, monkeypatch
+):
+    from tests.test_tracking import offline_env, read_run
 
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    offline_env(monkeypatch, tmp_path)
     cfg = tiny_config(train={"epochs": 2})
-    result = train_retrieval_model(cfg, train_crops, None, tmp_path / "run", progress=False)
-    run_id, config, history, summary = read_offline_run(tmp_path / "run")
-    assert run_id and config["model"]["backbone"] == "test_efficientnet"
-    epochs = [row for row in history if "train/images_per_s" in row]  # one row per epoch
+    out = tmp_path / "run"
+    result = train_retrieval_model(
+        cfg, train_crops, val_crops, out, progress=False, data_version="md5:feedbeef"
+    )
+    # The result says where the run is, as plain data (it crosses torchrun's processes).
+    (folder,) = (out / "wandb").glob("offline-run-*")
+    assert result.tracking == {"id": result.tracking["id"], "mode": "offline",
+                               "dir": str(folder), "url": None}  # fmt: skip
+    assert json.loads((out / "metrics.json").read_text())["tracking"] == result.tracking
+    run = read_run(folder)
+    assert run.run_id == result.tracking["id"]
+    assert run.config["model"]["backbone"] == "test_efficientnet"  # the resolved config
+    epochs = [row for row in run.history if "train/images_per_s" in row]  # one row per epoch
     assert [row["train/loss"] for row in epochs] == pytest.approx(
         [r["loss"] for r in result.history]
     )
-    assert summary["epochs"] == 2
+    assert [row["val/recall_at_1"] for row in epochs] == pytest.approx(
+        [r["val_recall_at_1"] for r in result.history]
+    )
+    assert [row["val/map_at_r"] for row in epochs] == pytest.approx(
+        [r["val_map_at_r"] for r in result.history]
+    )
+    assert run.summary["epochs"] == 2 and run.summary["val_recall_at_1"] == result.val_recall_at_1
+    model = run.artifacts["model-tiny"]
+    assert model["type"] == "model"
+    assert set(model["entries"]) == {"model.pt", "config.json", "metrics.json"}
+    assert model["metadata"]["data_version"] == "md5:feedbeef"
+    assert model["metadata"]["val_recall_at_1"] == result.val_recall_at_1
+    data = run.artifacts["retrieval_crops"]
+    assert data["type"] == "dataset" and data["metadata"]["data_version"] == "md5:feedbeef"

@@ -5,50 +5,26 @@ photo, and see the server's error message for a bad upload. Skips without /usr/b
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 
+from tests.browser import artifact_dir, launch_browser, needs_chromium
 from tests.service.conftest import detected_photo
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 60_000  # the machine may be busy: searches on the CPU can take a while
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"no browser: {CHROMIUM} is absent (apt-get install chromium)"
-)
-
-
-def artifact_dir() -> Path:
-    path = Path(os.environ.get("CLOTHES_RETRIEVAL_ARTIFACTS", "test-artifacts"))
-    path = path if path.is_absolute() else REPO / path
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from launch_browser()
 
 
 @dataclass

@@ -17,7 +17,11 @@ beside the checkpoints (``work_dir/config.py``, and our own config as
   validation CocoMetric (``coco/bbox_mAP``, ``_50``, ``_75``, ``_s``, ``_m``, ``_l``) to
   :func:`clothes_retrieval.tracking.create_tracker` (W&B offline by default, nothing under
   ``WANDB_MODE=disabled``). mmengine's WandbVisBackend is not used. A resumed run continues
-  the same W&B run (its id is kept in ``work_dir/tracker.json``).
+  the same W&B run (its id is kept in ``work_dir/tracker.json``). At the end the run
+  gets the checkpoint (``latest.pth``, ``config.py``, ``detector_config.json``) as an
+  artifact of type ``model`` and, given ``data_version``, the COCO files' data version as
+  an artifact of type ``dataset`` (named after their folder; referenced, not copied). The
+  result's ``tracking`` says where the run is (``Tracker.info``: id, mode, dir, url).
 - **Device.** CUDA when available, with mixed precision (``AmpOptimWrapper``); else CPU.
 - **Several processes.** Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the
   Runner runs distributed (``launcher="pytorch"``): the process group is initialised here
@@ -59,7 +63,7 @@ from clothes_retrieval.detection.config import (
     load_detector_config,
 )
 from clothes_retrieval.io import atomic_path, write_json, write_text
-from clothes_retrieval.tracking import Mode, Tracker, create_tracker
+from clothes_retrieval.tracking import Mode, Tracker, artifact_name, create_tracker
 
 __all__ = [
     "CheckpointError",
@@ -97,6 +101,8 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)  # last validation, coco/bbox_*
     world_size: int = 1  # processes that trained together (torchrun)
     lr: float | None = None  # the effective base LR (the profile's, x world_size if scaled)
+    # The W&B run (id, mode, dir, url; plain data), None when tracking is disabled.
+    tracking: dict[str, str | None] | None = None
 
 
 def resolve_device(device: str | None) -> str:
@@ -361,6 +367,7 @@ def train_detector(
     scale_lr: bool = True,
     amp: bool = True,
     max_train_images: int | None = None,
+    data_version: str | None = None,
 ) -> TrainResult:
     """Train (or resume training) ``detector`` with ``profile`` on COCO files.
 
@@ -378,6 +385,8 @@ def train_detector(
     LR is in the result and in ``detector_config.json``. On CUDA each rank trains on
     ``cuda:LOCAL_RANK`` (an index in ``device`` is ignored). ``amp``: mixed precision on
     CUDA (ignored on the CPU). ``max_train_images``: the first N training images only.
+    ``data_version``: the version of the COCO files (e.g. their DVC hash), logged to the
+    tracker as a ``dataset`` artifact beside the ``model`` one.
     Raises :class:`CheckpointError` when ``work_dir``'s last checkpoint cannot be read
     (truncated or missing): resuming refuses rather than falls back to an earlier epoch.
     """
@@ -520,6 +529,25 @@ def train_detector(
         history = _read_metrics(work_dir / VAL_METRICS)
         metrics = {k: v for k, v in (history[-1] if history else {}).items() if "/" in k}
         tracker.summary({"epochs": epochs, **metrics, "checkpoint": str(checkpoint)})
+        if is_main:
+            tracker.log_artifact(
+                artifact_name("detector", detector.name, profile),
+                "model",
+                [checkpoint, config_path, detector_config_path],
+                {
+                    "detector": detector.name,
+                    "profile": profile,
+                    "epochs": epochs,
+                    "data_version": data_version,
+                    **metrics,
+                },  # fmt: skip
+            )
+            if data_version is not None:
+                coco_files = [Path(p) for p in (train_json, val_json) if p is not None]
+                tracker.log_dataset(
+                    artifact_name(coco_files[0].resolve().parent.name), data_version, coco_files
+                )
+        tracking = tracker.info
     finally:
         if own_tracker:
             tracker.finish()
@@ -545,4 +573,5 @@ def train_detector(
         metrics=metrics,
         world_size=world_size,
         lr=lr,
+        tracking=tracking,
     )

@@ -11,11 +11,19 @@ Scored by the profile's protocol (``evaluation.protocol``): ``deepfashion2`` (th
 rules; the published configuration's submission is also written in the official JSON
 format beside the report) or ``category`` (:mod:`clothes_retrieval.evaluation.category`,
 with a per-class table). The run ends with one line, :func:`headline_line`.
+
+The report is also a tracker run of its own (job type ``evaluation``,
+:func:`track_evaluation`): every table of the report and the table of all experiments as
+``wandb.Table``\ s, the headline numbers as its summary, the report files as an artifact of
+type ``report``. Offline by default, in ``<report dir>_runs/`` beside the report (the report
+folder itself is replaced on every run); nothing under ``WANDB_MODE=disabled``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +48,7 @@ from clothes_retrieval.search.experiments import (
     ExperimentResult,
     run_experiment,
 )
+from clothes_retrieval.tracking import Mode, Tracker, artifact_name, create_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +57,12 @@ __all__ = [
     "default_publish",
     "ensemble_members",
     "headline_line",
+    "log_evaluation",
     "run_evaluation",
+    "track_evaluation",
 ]
+
+TRACKER_PROJECT = "clothes-retrieval"
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,8 @@ class EvaluationSummary:
     table: pd.DataFrame  # every experiment's row
     line: str  # the run's last line (headline_line)
     headline_scores: dict[str, dict[int, float]]  # box source -> Acc@k of the headline config
+    tables: tuple[ReportTable, ...] = ()  # the report's tables, in order
+    tracking: dict[str, str | None] | None = None  # the tracker run (None: disabled)
 
     def missed_targets(self, targets: Mapping[str, float]) -> dict[str, dict[str, float]]:
         """Targets (``'<gt|fused> Acc@<k>'`` -> value) the headline configuration missed."""
@@ -202,12 +217,17 @@ def run_evaluation(
     configs: Mapping[str, Any] | None = None,
     tuning_of: str | None = None,
     training: Mapping[str, EmbeddingSet] | None = None,
+    tracker_mode: Mode | None = None,
+    tracker_dir: str | Path | None = None,
 ) -> EvaluationSummary:
     """``sets[box_source][model]`` -> the report in ``out_dir`` and its headline numbers.
 
     ``training``: model -> its training-split set, which whitening steps are fitted on.
 
-    ``tuning_of``: this is a tuning run of that profile (said at the top of the report)."""
+    ``tuning_of``: this is a tuning run of that profile (said at the top of the report).
+
+    The report is then logged as a tracker run (:func:`track_evaluation`) in ``tracker_dir``
+    (default: ``<out_dir>_runs`` beside it); ``tracker_mode`` None follows ``WANDB_MODE``."""
     out_dir = Path(out_dir)
     evaluation = evaluation or EvaluationConfig()
     protocol, ks = evaluation.protocol, evaluation.ks
@@ -407,7 +427,7 @@ def run_evaluation(
         paths["submission"] = write_submission_json(
             out_dir.with_name(out_dir.name + "_submission.json"), published.submission
         )
-    return EvaluationSummary(
+    summary = EvaluationSummary(
         paths=paths,
         headline=headline,
         published={
@@ -419,4 +439,69 @@ def run_evaluation(
         table=table,
         line=line,
         headline_scores=head_scores,
+        tables=tuple(tables),
     )
+    tracking = track_evaluation(
+        summary,
+        tracker_dir if tracker_dir is not None else out_dir.with_name(out_dir.name + "_runs"),
+        title=title,
+        data_version=data_version,
+        config=configs,
+        mode=tracker_mode,
+    )
+    return dataclasses.replace(summary, tracking=tracking)
+
+
+def _table_key(title: str) -> str:
+    """``tables/<title as lower_snake_case>``: a W&B key for a report table."""
+    return "tables/" + re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+
+
+def log_evaluation(tracker: Tracker, summary: EvaluationSummary, data_version: str = "") -> None:
+    """Log ``summary`` to ``tracker``: each report table and every experiment's row
+    (``tables/experiments``) as tables, the headline and published numbers as the summary,
+    the report's files as an artifact of type ``report``."""
+    for table in summary.tables:
+        tracker.log_table(_table_key(table.title), table.frame)
+    tracker.log_table("tables/experiments", summary.table)
+    published = {f"published/{k}": v for k, v in summary.published.items()}
+    tracker.summary({**summary.headline, **published, "line": summary.line})
+    tracker.log_artifact(
+        artifact_name("evaluation-report"),
+        "report",
+        sorted(summary.paths.values()),
+        {
+            "data_version": data_version,
+            "line": summary.line,
+            "headline": summary.headline,
+            "published": summary.published,
+        },  # fmt: skip
+    )
+
+
+def track_evaluation(
+    summary: EvaluationSummary,
+    directory: str | Path,
+    *,
+    title: str = "evaluation",
+    data_version: str = "",
+    config: Mapping[str, Any] | None = None,
+    mode: Mode | None = None,
+    project: str = TRACKER_PROJECT,
+) -> dict[str, str | None] | None:
+    """Log the report as a run of its own (job type ``evaluation``, in ``directory``) and
+    return where it is (``Tracker.info``; None when tracking is disabled)."""
+    tracker = create_tracker(
+        project,
+        f"evaluation-{title}",
+        {"data_version": data_version, **(config or {})},
+        mode=mode,
+        directory=directory,
+        group="evaluation",
+        job_type="evaluation",
+    )
+    try:
+        log_evaluation(tracker, summary, data_version)
+    finally:
+        tracker.finish()
+    return tracker.info

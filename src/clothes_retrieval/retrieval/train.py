@@ -17,6 +17,13 @@ A resumed run ends in the same state as an uninterrupted one: an epoch's batches
 sample's augmentation are seeded by (seed, epoch) (see sampler.py), and the RNG states the
 model itself uses are restored.
 
+Tracking (:mod:`clothes_retrieval.tracking`, W&B offline by default, into ``out_dir``): the
+resolved config, every ``log_every`` iterations the running losses and LR, per epoch the
+epoch's losses, speed and validation Recall@1 / MAP@R (``val/*``); at the end the final
+numbers, ``model.pt`` + ``config.json`` + ``metrics.json`` as an artifact of type ``model``
+and, given ``data_version``, the training crops' version as an artifact of type
+``dataset`` (``retrieval_crops``). ``TrainResult.tracking`` says where the run is.
+
 DDP: under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the process group is
 initialised here (nccl on GPU, gloo on CPU) unless the caller did it. Each rank takes its
 slice of every global class-balanced batch; the model *and* the loss (whose class centres
@@ -60,13 +67,14 @@ from clothes_retrieval.retrieval.model import (
     create_train_transform,
 )
 from clothes_retrieval.retrieval.sampler import ClassBalancedSampler
-from clothes_retrieval.tracking import NullTracker, Tracker, create_tracker
+from clothes_retrieval.tracking import NullTracker, Tracker, artifact_name, create_tracker
 
 __all__ = ["TrainResult", "prepare_training_crops", "train_retrieval_model", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
 TRACKER_PROJECT = "clothes-retrieval"
+DATA_ARTIFACT = "retrieval_crops"  # the dataset artifact's name: what the crops table is
 REQUIRED_COLUMNS = ("crop_path", "label", "split", "identity", "source")
 
 
@@ -82,6 +90,8 @@ class TrainResult:
     train_images_per_s: float  # all processes together, training iterations only
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
     model_path: str = ""
+    # The W&B run (id, mode, dir, url; plain data), None when tracking is disabled.
+    tracking: dict[str, str | None] | None = None
     model: RetrievalModel | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -132,9 +142,13 @@ def train_retrieval_model(
     device: str | torch.device | None = None,
     tracker: Tracker | None = None,
     progress: bool = True,
+    data_version: str | None = None,
 ) -> TrainResult:
     """Train (or resume) the model of ``config`` and write it to ``out_dir``; a zero-shot
-    entry (``config.zero_shot``) is saved as its pretrained pooled backbone, untrained."""
+    entry (``config.zero_shot``) is saved as its pretrained pooled backbone, untrained.
+
+    ``tracker``: log to this one (finished here) instead of a new run in ``out_dir``.
+    ``data_version``: the crops' version (e.g. their DVC hash), logged as an artifact."""
     out_dir = Path(out_dir)
     if config.zero_shot:
         return save_zero_shot_model(config, out_dir)
@@ -338,6 +352,7 @@ def train_retrieval_model(
         train_images_per_s=total_images / total_time if total_time > 0 else float("nan"),
         history=history,
         model_path=str(out_dir / "model.pt"),
+        tracking=tracker.info,
         model=model,
     )
     if is_main:
@@ -347,7 +362,21 @@ def train_retrieval_model(
                 tmp,
             )
         write_json(out_dir / "metrics.json", result.to_json())
-        tracker.summary({k: v for k, v in result.to_json().items() if isinstance(v, int | float)})
+        numbers = {k: v for k, v in result.to_json().items() if isinstance(v, int | float)}
+        tracker.summary(numbers)
+        tracker.log_artifact(
+            artifact_name("model", cfg.name),
+            "model",
+            [out_dir / "model.pt", out_dir / "config.json", out_dir / "metrics.json"],
+            {
+                "model": cfg.name,
+                "backbone": cfg.model.backbone,
+                "data_version": data_version,
+                **numbers,
+            },  # fmt: skip
+        )
+        if data_version is not None:
+            tracker.log_dataset(DATA_ARTIFACT, data_version)
         tracker.finish()
     if ctx.world_size > 1:
         dist.barrier()

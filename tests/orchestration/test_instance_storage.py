@@ -1,0 +1,61 @@
+"""The instance's history is in its storage, not in a process: a run and its events are
+still there after the webserver restarts (on the PostgreSQL pass: deploy/dagster.yaml's
+PostgreSQL storage; on the default pass: SQLite)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orchestration.defs import build_definitions
+from orchestration.run import dagster_home
+from tests.orchestration.dagster_dev import dagster_dev, dagster_env
+
+QUERY = """
+query History($runId: ID!) {
+  runsOrError { ... on Runs { results { runId status jobName } } }
+  logsForRun(runId: $runId) { ... on EventConnection { events { __typename } } }
+}
+"""
+
+
+def _history(port: int, run_id: str) -> tuple[list, list]:
+    body = json.dumps({"query": QUERY, "variables": {"runId": run_id}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        data = json.loads(response.read())["data"]
+    runs = data["runsOrError"]["results"]
+    events = [e["__typename"] for e in data["logsForRun"]["events"]]
+    return runs, events
+
+
+@pytest.mark.timeout(600)
+def test_run_history_survives_a_webserver_restart(
+    tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance_storage: str
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    dagster_home(tiny_project.parents[1], "tiny")
+    job = build_definitions(str(tiny_project)).resolve_job_def("pipeline_job")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        expected = {"postgres": "PostgresRunStorage", "sqlite": "SqliteRunStorage"}
+        assert type(instance.run_storage).__name__ == expected[instance_storage]
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("item_table")]
+        )
+    env = dagster_env(home, tiny_project)
+    log = tmp_path / "webserver.log"
+    with dagster_dev(env, log, webserver_only=True) as port:
+        before = _history(port, result.run_id)
+    with dagster_dev(env, log, webserver_only=True) as port:  # a new webserver process
+        after = _history(port, result.run_id)
+    runs, events = before
+    assert [(r["runId"], r["status"]) for r in runs] == [(result.run_id, "SUCCESS")]
+    assert "MaterializationEvent" in events and "RunSuccessEvent" in events
+    assert after == before

@@ -1,0 +1,97 @@
+"""The evaluation report's own tracker run: its tables, headline numbers and files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clothes_retrieval.report import ReportTable
+from clothes_retrieval.report.evaluation import EvaluationSummary, log_evaluation, track_evaluation
+from clothes_retrieval.tracking import NullTracker
+
+GT_TITLE = "Retrieval models with ground-truth boxes (Table 3 layout)"
+
+
+def _summary(out_dir: Path) -> EvaluationSummary:
+    """A small report's summary, its files written to ``out_dir``."""
+    out_dir.mkdir(parents=True)
+    paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html"}
+    for path in paths.values():
+        path.write_text(f"the {path.suffix} report")
+    experiments = pd.DataFrame(
+        {
+            "name": ["m0", "m1", "m0"],
+            "models": ["m0", "m1", "m0"],
+            "boxes": ["gt", "gt", "gt"],
+            "post-processing": ["nn", "nn", "qe"],
+            "Acc@1": [0.25, 0.5, 0.3],
+            "Acc@10": [0.75, 0.8, float("nan")],
+        }
+    )
+    gt = experiments.iloc[:2].drop(columns=["boxes", "post-processing"])
+    headline = {"gt boxes, best single model (m1) Acc@10": 0.8, "published Acc@10": 0.75}
+    return EvaluationSummary(
+        paths=paths,
+        headline=headline,
+        published={"name": "m0", "box_source": "gt", "postprocess": "nn", "Acc@10": 0.75},
+        table=experiments,
+        line="tiny: gt acc@1 0.250 acc@10 0.750, detected acc@1 n/a acc@10 n/a",
+        headline_scores={"gt": {1: 0.25, 10: 0.75}},
+        tables=(ReportTable(GT_TITLE, gt),),
+    )
+
+
+def test_log_evaluation_logs_tables_numbers_and_files(tmp_path: Path) -> None:
+    summary = _summary(tmp_path / "report")
+    tracker = NullTracker()
+    log_evaluation(tracker, summary, data_version="md5:42")
+    assert list(tracker.tables) == [
+        "tables/retrieval_models_with_ground_truth_boxes_table_3_layout",
+        "tables/experiments",
+    ]
+    assert tracker.tables["tables/experiments"] is summary.table
+    assert tracker.summary_values["published Acc@10"] == 0.75
+    assert tracker.summary_values["published/name"] == "m0"
+    (artifact,) = tracker.artifacts
+    assert artifact["type"] == "report" and artifact["metadata"]["data_version"] == "md5:42"
+    assert sorted(p.name for p in artifact["paths"]) == ["report.html", "report.md"]
+
+
+def test_disabled_tracking_writes_nothing(tmp_path: Path) -> None:
+    summary = _summary(tmp_path / "report")
+    assert track_evaluation(summary, tmp_path / "runs", mode="disabled") is None
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_report_is_an_offline_run_with_its_tables(tmp_path: Path, monkeypatch) -> None:
+    from tests.test_tracking import offline_env, read_run
+
+    offline_env(monkeypatch, tmp_path)
+    summary = _summary(tmp_path / "report")
+    info = track_evaluation(
+        summary,
+        tmp_path / "runs",
+        title="tiny",
+        data_version="md5:42",
+        config={"profile": {"title": "tiny"}},
+    )
+    (folder,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
+    assert info is not None and info["dir"] == str(folder) and info["url"] is None
+    run = read_run(folder)
+    assert run.job_type == "evaluation" and run.run_id == info["id"]
+    assert run.config["data_version"] == "md5:42" and run.config["profile"]["title"] == "tiny"
+
+    table = run.table("tables/experiments")
+    assert table["columns"] == list(summary.table.columns)
+    assert [row[:2] for row in table["data"]] == [["m0", "m0"], ["m1", "m1"], ["m0", "m0"]]
+    assert [row[4] for row in table["data"]] == pytest.approx([0.25, 0.5, 0.3])
+    gt = run.table("tables/retrieval_models_with_ground_truth_boxes_table_3_layout")
+    assert gt["columns"] == ["name", "models", "Acc@1", "Acc@10"] and len(gt["data"]) == 2
+
+    assert run.summary["gt boxes, best single model (m1) Acc@10"] == 0.8
+    assert run.summary["published/Acc@10"] == 0.75 and run.summary["line"] == summary.line
+    report = run.artifacts["evaluation-report"]
+    assert report["type"] == "report" and set(report["entries"]) == {"report.md", "report.html"}
+    assert report["metadata"]["headline"] == summary.headline
