@@ -4,8 +4,6 @@ PostgreSQL storage; on the default pass: SQLite)."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +11,7 @@ import pytest
 
 from orchestration.defs import build_definitions
 from orchestration.run import dagster_home
-from tests.orchestration.dagster_dev import dagster_dev, dagster_env
+from tests.orchestration.dagster_dev import dagster_dev, dagster_env, graphql
 
 QUERY = """
 query History($runId: ID!) {
@@ -24,12 +22,7 @@ query History($runId: ID!) {
 
 
 def _history(port: int, run_id: str) -> tuple[list, list]:
-    body = json.dumps({"query": QUERY, "variables": {"runId": run_id}}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        data = json.loads(response.read())["data"]
+    data = graphql(port, QUERY, {"runId": run_id})
     runs = data["runsOrError"]["results"]
     events = [e["__typename"] for e in data["logsForRun"]["events"]]
     return runs, events

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import subprocess
 import threading
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from orchestration.defs.operations import (
 )
 from orchestration.defs.resources import PipelineResource
 from orchestration.run import dagster_home
+from tests.orchestration.dagster_dev import DAGSTER, REPO, dagster_env
 from tests.orchestration.tiny_project import make_project
 
 MODELS = ("sample_lite0_gem", "sample_lite0_gem_mac")
@@ -134,43 +136,43 @@ def _step_windows(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[
 def test_two_trainings_queued_on_a_one_slot_pool_run_one_after_the_other(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two runs start at once, each training one model; the one-slot pool makes the second
-    wait until the first training ends (without the pool both would train at once)."""
+    """Two runs start at once, each a real `dagster asset materialize` process training one
+    model; the one-slot pool makes the second wait until the first training ends (without
+    the pool both would train at once)."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     home = dagster_home(project.parents[1], "tiny")
-    defs = build_definitions(str(project))
+    env = dagster_env(home, project)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert configure_instance(instance, load_profile(project)) == 1
-        upstream = defs.resolve_job_def("pipeline_job")
-        crops = [dg.AssetKey("item_table"), dg.AssetKey("retrieval_crops")]
-        assert upstream.execute_in_process(
-            instance=instance, asset_selection=crops, raise_on_error=False
-        ).success
-        results: dict[str, dg.ExecuteInProcessResult] = {}
-
-        def train(model: str) -> None:
-            results[model] = upstream.execute_in_process(
-                instance=instance,
-                asset_selection=[dg.AssetKey(["model", model])],
-                raise_on_error=False,
-            )
-
-        threads = [threading.Thread(target=train, args=(m,)) for m in MODELS]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert all(r.success for r in results.values())
+    crops = "item_table,retrieval_crops"
+    assert _materialize(crops, env, tmp_path / "crops.log").wait(timeout=600) == 0, (
+        tmp_path / "crops.log"
+    ).read_text()[-3000:]
+    procs = [_materialize(f"model/{m}", env, tmp_path / f"{m}.log") for m in MODELS]
+    for proc, model in zip(procs, MODELS, strict=True):
+        assert proc.wait(timeout=800) == 0, (tmp_path / f"{model}.log").read_text()[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         windows = sorted(
             w
-            for r in results.values()
-            for step, w in _step_windows(instance, r.run_id).items()
+            for run in instance.get_runs()
+            for step, w in _step_windows(instance, run.run_id).items()
             if step.startswith("model")
         )
-        assert len(windows) == 2
-        (_, first_end), (second_start, _) = windows
-        assert second_start >= first_end, f"the trainings overlapped: {windows}"
         assert instance.event_log_storage.get_concurrency_info(GPU_POOL).slot_count == 1
+    assert len(windows) == 2, windows
+    (_, first_end), (second_start, _) = windows
+    assert second_start >= first_end, f"the trainings overlapped: {windows}"
+
+
+def _materialize(selection: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    command = [str(DAGSTER), "asset", "materialize", "-m", "orchestration.definitions"]
+    return subprocess.Popen(
+        [*command, "--select", selection],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _failed_run(instance: dg.DagsterInstance):
