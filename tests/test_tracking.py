@@ -18,8 +18,9 @@ def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """W&B offline, quiet, with its staging, cache and config folders under ``tmp_path``."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    for var, sub in (("WANDB_DATA_DIR", "data"), ("WANDB_CACHE_DIR", "cache"),
-                     ("WANDB_CONFIG_DIR", "config"), ("WANDB_ARTIFACT_DIR", "artifacts")):  # fmt: skip
+    folders = {"WANDB_DATA_DIR": "data", "WANDB_CACHE_DIR": "cache",
+               "WANDB_CONFIG_DIR": "config", "WANDB_ARTIFACT_DIR": "artifacts"}  # fmt: skip
+    for var, sub in folders.items():
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / sub))
 
 
