@@ -6,6 +6,10 @@
 # and prints the DAGSTER_PG_* variables deploy/dagster.yaml reads. Idempotent.
 # `scripts/postgres.sh stop` stops the cluster. Exit 3: PostgreSQL cannot be had here.
 set -euo pipefail
+# Only the exports go to stdout (callers eval it): everything else, pg_ctlcluster's
+# "Removed stale pid file" included, goes to stderr. The server must not inherit fd 3, or
+# a caller's $(...) would wait on it for as long as the server runs.
+exec 3>&1 1>&2
 
 action=${1:-start}
 if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
@@ -21,11 +25,11 @@ fi
 version=$(ls /etc/postgresql | sort -V | tail -n1)
 
 if [[ $action == stop ]]; then
-  pg_ctlcluster "$version" main stop || true
+  pg_ctlcluster "$version" main stop 3>&- || true
   exit 0
 fi
 
-pg_ctlcluster "$version" main status >/dev/null 2>&1 || pg_ctlcluster "$version" main start
+pg_ctlcluster "$version" main status >/dev/null 2>&1 3>&- || pg_ctlcluster "$version" main start 3>&-
 for _ in $(seq 30); do
   pg_isready -q -h 127.0.0.1 -p 5432 && break
   sleep 1
@@ -39,7 +43,7 @@ fi
 if [[ -z $(psql_admin "SELECT 1 FROM pg_database WHERE datname='dagster'") ]]; then
   psql_admin "CREATE DATABASE dagster OWNER dagster"
 fi
-cat <<VARS
+cat >&3 <<VARS
 export DAGSTER_PG_HOST=127.0.0.1
 export DAGSTER_PG_PORT=5432
 export DAGSTER_PG_USERNAME=dagster

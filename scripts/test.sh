@@ -11,6 +11,11 @@ export WANDB_MODE=disabled
 if [[ ${CLOTHES_RETRIEVAL_SKIP_POSTGRES:-} == 1 ]]; then
   echo "test: CLOTHES_RETRIEVAL_SKIP_POSTGRES=1: the orchestration tests on PostgreSQL skipped" >&2
 elif vars=$(scripts/postgres.sh start); then
+  if grep -qv '^export DAGSTER_PG_[A-Z]*=' <<<"$vars"; then
+    echo "test: scripts/postgres.sh printed more than its exports on stdout:" >&2
+    echo "$vars" >&2
+    exit 1
+  fi
   eval "$vars"
   echo "test: the orchestration tests again, on PostgreSQL (deploy/dagster.yaml)"
   CLOTHES_RETRIEVAL_TEST_POSTGRES=1 .venv/bin/python -m pytest tests/orchestration "$@"

@@ -4,6 +4,8 @@ PostgreSQL storage; on the default pass: SQLite)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +13,7 @@ import pytest
 
 from orchestration.defs import build_definitions
 from orchestration.run import dagster_home
+from tests.orchestration import postgres
 from tests.orchestration.dagster_dev import dagster_dev, dagster_env, graphql
 
 QUERY = """
@@ -52,3 +55,21 @@ def test_run_history_survives_a_webserver_restart(
     assert [(r["runId"], r["status"]) for r in runs] == [(result.run_id, "SUCCESS")]
     assert "MaterializationEvent" in events and "RunSuccessEvent" in events
     assert after == before
+
+
+@pytest.mark.skipif(not postgres.ENABLED, reason="the PostgreSQL pass starts the server")
+@pytest.mark.timeout(180)
+def test_the_server_script_prints_only_its_exports_and_lets_go_of_its_caller() -> None:
+    """scripts/test.sh evals what `scripts/postgres.sh start` prints: after a stop, only
+    the DAGSTER_PG_* exports are on stdout, and the started server holds none of the
+    caller's pipes (a $(...) would otherwise wait for it forever)."""
+    script = postgres.REPO / "scripts" / "postgres.sh"
+    subprocess.run([script, "stop"], check=True, capture_output=True, timeout=60)
+    started = subprocess.run(
+        [script, "start"], check=True, capture_output=True, text=True, timeout=60
+    )
+    lines = started.stdout.splitlines()
+    assert lines and all(re.fullmatch(r"export DAGSTER_PG_[A-Z]+=\S+", line) for line in lines)
+    assert {line.split("=")[0] for line in lines} >= {
+        f"export DAGSTER_PG_{k}" for k in ("HOST", "PORT", "USERNAME", "PASSWORD", "DB")
+    }
