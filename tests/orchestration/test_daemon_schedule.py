@@ -31,7 +31,7 @@ def _scheduled_profile(root: Path) -> Path:
     return profile
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_the_schedule_retrains_and_the_automation_republishes(tmp_path: Path, capsys) -> None:
     profile = _scheduled_profile(tmp_path / "project")
     home = tmp_path / "dagster_home"
@@ -53,7 +53,9 @@ def test_the_schedule_retrains_and_the_automation_republishes(tmp_path: Path, ca
     started = time.time()
     log_path = tmp_path / "dagster_dev.log"
     with dagster_dev(env, log_path), dg.DagsterInstance.from_config(str(home)) as instance:
-        deadline = time.time() + 600
+        # 124 s on an idle machine; a CI run with the machine loaded (the whole suite 2.4x
+        # slower) was still republishing after 600 s
+        deadline = time.time() + 1200
         scheduled = None
         while scheduled is None:
             runs = instance.get_runs(
