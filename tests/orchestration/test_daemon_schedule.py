@@ -31,6 +31,19 @@ def _scheduled_profile(root: Path) -> Path:
     return profile
 
 
+def _dagster(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(DAGSTER), *args, "-m", "orchestration.definitions"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 @pytest.mark.timeout(1500)
 def test_the_schedule_retrains_and_the_automation_republishes(tmp_path: Path, capsys) -> None:
     profile = _scheduled_profile(tmp_path / "project")
@@ -39,16 +52,8 @@ def test_the_schedule_retrains_and_the_automation_republishes(tmp_path: Path, ca
     run_once(profile, home)
     capsys.readouterr()
 
-    listed = subprocess.run(
-        [str(DAGSTER), "schedule", "list", "-m", "orchestration.definitions"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert listed.returncode == 0, listed.stderr[-2000:]
-    assert SCHEDULE in listed.stdout, listed.stdout
+    listed = _dagster(env, "schedule", "list")
+    assert SCHEDULE in listed, listed
 
     started = time.time()
     log_path = tmp_path / "dagster_dev.log"
@@ -56,6 +61,16 @@ def test_the_schedule_retrains_and_the_automation_republishes(tmp_path: Path, ca
         # 124 s on an idle machine; a CI run with the machine loaded (the whole suite 2.4x
         # slower) was still republishing after 600 s
         deadline = time.time() + 1200
+        # One tick is what this test follows: once it has launched, the schedule stops, or on
+        # a slow machine every minute's new retraining would keep the republish waiting
+        while not instance.get_runs(
+            filters=dg.RunsFilter(tags={"dagster/schedule_name": SCHEDULE})
+        ):
+            assert time.time() < deadline, (
+                "the schedule never ticked\n" + log_path.read_text()[-4000:]
+            )
+            time.sleep(2)
+        _dagster(env, "schedule", "stop", SCHEDULE)
         scheduled = None
         while scheduled is None:
             runs = instance.get_runs(
