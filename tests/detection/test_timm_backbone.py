@@ -72,6 +72,23 @@ def test_norm_eval_keeps_batchnorm_frozen_in_training() -> None:
     assert all(m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
+def test_frozen_stages_take_no_gradient_and_keep_their_statistics() -> None:
+    backbone = TimmFeatureBackbone(
+        "tf_efficientnet_lite0", out_indices=(2, 3, 4), norm_eval=False, frozen_stages=2
+    ).train()
+    model = backbone.model
+    frozen = [model.conv_stem, model.bn1, model.blocks[0], model.blocks[1]]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for p in model.blocks[2].parameters())
+    assert not any(m.training for m in frozen)
+    assert model.blocks[2].training
+    sum(f.sum() for f in backbone(torch.randn(2, 3, 64, 64))).backward()
+    assert model.conv_stem.weight.grad is None
+    assert model.blocks[2][0].conv_pw.weight.grad is not None
+    with pytest.raises(ValueError, match="7 block stages"):
+        TimmFeatureBackbone("tf_efficientnet_lite0", frozen_stages=8)
+
+
 def test_missing_weight_file() -> None:
     backbone = TimmFeatureBackbone("resnet18", weights="/nonexistent/weights.pth")
     with pytest.raises(FileNotFoundError, match="nonexistent"):

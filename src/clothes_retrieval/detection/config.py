@@ -85,6 +85,10 @@ class DetectorProfile(FrozenConfig):
     backbone_weights: str | None = None
     # Keep BatchNorm statistics of a pretrained backbone frozen (batches are small here).
     norm_eval: bool = True
+    # Backbone stages that take no gradient (mmdet's convention): -1 none, 0 the stem, n the
+    # stem and n stages (a timm backbone's ``blocks``; a ResNet's layers). "config" backbones
+    # keep their base config's value unless this is set.
+    frozen_stages: int | None = Field(None, ge=-1)
     input_size: tuple[int, int] = (1333, 800)  # (long, short) max of mmdet's keep-ratio Resize
     flip_prob: float = Field(0.5, ge=0.0, le=1.0)
     epochs: int = Field(12, ge=1)
@@ -301,6 +305,7 @@ def _backbone_cfg(profile: DetectorProfile, base_backbone: dict[str, Any]) -> di
             "out_indices": list(profile.out_indices),
             "weights": profile.backbone_weights,
             "norm_eval": profile.norm_eval,
+            "frozen_stages": -1 if profile.frozen_stages is None else profile.frozen_stages,
         }
     backbone = copy.deepcopy(base_backbone)
     if profile.depth is not None:
@@ -312,6 +317,8 @@ def _backbone_cfg(profile: DetectorProfile, base_backbone: dict[str, Any]) -> di
                 f"backbone weights {weights} not found; give a local file or null (random init)"
             )
         backbone["init_cfg"] = {"type": "Pretrained", "checkpoint": str(weights.resolve())}
+        if profile.frozen_stages is not None:
+            backbone["frozen_stages"] = profile.frozen_stages
     else:
         # The base names a torchvision:// or open-mmlab:// checkpoint that cannot be fetched.
         # Random weights cannot stay frozen: train every stage and its BatchNorm.

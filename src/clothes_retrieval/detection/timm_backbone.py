@@ -95,17 +95,41 @@ class TimmFeatureBackbone(BaseModule):
         out_indices: tuple[int, ...] | list[int] = (2, 3, 4),
         weights: str | None = None,
         norm_eval: bool = True,
+        frozen_stages: int = -1,
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.model_name = model_name
         self.weights = weights
         self.norm_eval = norm_eval
+        self.frozen_stages = frozen_stages
         self.model = timm.create_model(
             model_name, pretrained=False, features_only=True, out_indices=tuple(out_indices)
         )
         self.out_channels: list[int] = list(self.model.feature_info.channels())
         self.strides: list[int] = list(self.model.feature_info.reduction())
+        self._freeze()
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        """mmdet's ``frozen_stages``: -1 none; 0 the stem; n the stem and the first n blocks
+        (timm's ``blocks`` stages, e.g. EfficientNet-Lite0's 7)."""
+        if self.frozen_stages < 0:
+            return []
+        stem = [getattr(self.model, n) for n in ("conv_stem", "bn1") if hasattr(self.model, n)]
+        blocks = getattr(self.model, "blocks", None)
+        if blocks is None:
+            raise ValueError(f"{self.model_name}: frozen_stages needs a timm model with blocks")
+        if self.frozen_stages > len(blocks):
+            raise ValueError(
+                f"{self.model_name} has {len(blocks)} block stages; "
+                f"frozen_stages={self.frozen_stages} is more than that"
+            )
+        return stem + list(blocks)[: self.frozen_stages]
+
+    def _freeze(self) -> None:
+        for module in self._frozen_modules():
+            for param in module.parameters():
+                param.requires_grad = False
 
     def init_weights(self) -> None:
         """Load ``weights`` (called by mmengine's Runner before training)."""
@@ -132,6 +156,9 @@ class TimmFeatureBackbone(BaseModule):
 
     def train(self, mode: bool = True) -> TimmFeatureBackbone:
         super().train(mode)
+        if mode:
+            for module in self._frozen_modules():  # frozen: BatchNorm statistics too
+                module.eval()
         if mode and self.norm_eval:
             for m in self.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
