@@ -2,15 +2,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_hex
 from PIL import Image
 
 from clothes_retrieval.report import (
+    AccCurve,
     ExampleQuery,
     ExampleResult,
     ReportInputs,
     ReportTable,
     write_report,
 )
+from clothes_retrieval.report.build import NEAREST_NEIGHBOUR, acc_curves_figure
+from clothes_retrieval.search.rank import PostprocessConfig
 
 
 def _image(path: Path, colour: tuple[int, int, int]) -> str:
@@ -30,7 +34,7 @@ def test_report_has_tables_figures_and_is_self_contained(tmp_path: Path):
             ),
             ReportTable("Empty value", pd.DataFrame({"model": ["x"], "AP": [np.nan]})),
         ],
-        acc_curves={"m0": {1: 0.5, 5: 0.8, 10: 0.9}},
+        acc_curves=[AccCurve("m0", "gt", NEAREST_NEIGHBOUR, {1: 0.5, 5: 0.8, 10: 0.9})],
         examples=[
             ExampleQuery(
                 q,
@@ -58,6 +62,90 @@ def test_report_has_tables_figures_and_is_self_contained(tmp_path: Path):
 
 def test_rewriting_replaces_the_whole_report(tmp_path: Path):
     out = tmp_path / "r"
-    write_report(ReportInputs(title="a", headline={}, acc_curves={"x": {1: 0.1}}), out)
+    write_report(
+        ReportInputs(title="a", headline={}, acc_curves=[AccCurve("x", "gt", "qe", {1: 0.1})]),
+        out,
+    )
     write_report(ReportInputs(title="b", headline={}), out)
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+
+
+ACC = {1: 0.2, 5: 0.5, 10: 0.7, 20: 0.8}
+
+
+def _curves() -> list[AccCurve]:
+    """Three models and an ensemble on two box sources; the ensemble also post-processed."""
+    out = [
+        AccCurve(name, source, NEAREST_NEIGHBOUR, ACC)
+        for source in ("gt", "fused")
+        for name in ("m0", "m1", "m2", "m0+m1")
+    ]
+    out += [
+        AccCurve("m0+m1", source, post, ACC)
+        for source in ("gt", "fused")
+        for post in ("whiten-pca", "qe", "rerank")
+    ]
+    return out
+
+
+def _lines_by_colour(ax) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for line in ax.get_lines():
+        out.setdefault(to_hex(line.get_color()), []).append(line)
+    return out
+
+
+def test_acc_figure_has_a_panel_per_box_source_and_a_colour_per_model():
+    fig = acc_curves_figure(_curves())
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["gt boxes", "fused boxes"]
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[1])
+    for ax in axes:
+        assert len(ax.get_lines()) == 7  # 4 nearest-neighbour lines, 3 post-processed
+        by_colour = _lines_by_colour(ax)
+        assert len(by_colour) == 4  # one colour per model or ensemble
+        # The ensemble's colour holds its 4 settings, each in its own line style,
+        # nearest neighbour solid.
+        (ensemble,) = [lines for lines in by_colour.values() if len(lines) == 4]
+        assert len({str(line.get_linestyle()) for line in ensemble}) == 4
+        assert ensemble[0].get_linestyle() == "-"
+        assert all(
+            line.get_linestyle() == "-" for lines in by_colour.values() for line in lines[:1]
+        )
+    # The same model has the same colour in both panels.
+    colours = [[to_hex(line.get_color()) for line in ax.get_lines()] for ax in axes]
+    assert colours[0] == colours[1]
+    # One legend for the figure, none per panel; it names every model and setting once.
+    assert all(ax.get_legend() is None for ax in axes)
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    for label in ("m0", "m1", "m2", "m0+m1", NEAREST_NEIGHBOUR, "whiten-pca", "qe", "rerank"):
+        assert labels.count(label) == 1
+
+
+def test_acc_figure_colours_follow_the_model_not_the_order():
+    """A model missing from one panel does not shift the colours of the others."""
+    curves = [
+        AccCurve("a", "gt", NEAREST_NEIGHBOUR, ACC),
+        AccCurve("b", "gt", NEAREST_NEIGHBOUR, ACC),
+    ]
+    curves.append(AccCurve("b", "fused", NEAREST_NEIGHBOUR, ACC))
+    gt, fused = acc_curves_figure(curves).axes
+    assert to_hex(fused.get_lines()[0].get_color()) == to_hex(gt.get_lines()[1].get_color())
+    assert to_hex(gt.get_lines()[0].get_color()) != to_hex(gt.get_lines()[1].get_color())
+
+
+def test_nearest_neighbour_label_is_the_search_config_s():
+    assert PostprocessConfig().label() == NEAREST_NEIGHBOUR
+
+
+def test_report_json_keeps_the_curves_structured(tmp_path: Path):
+    import json
+
+    curves = [AccCurve("m0", "fused", "qe", {10: 0.7, 1: 0.2})]
+    paths = write_report(ReportInputs(title="t", headline={}, acc_curves=curves), tmp_path / "r")
+    assert json.loads(paths["json"].read_text())["acc_curves"] == [
+        {"name": "m0", "box_source": "fused", "postprocess": "qe", "acc": {"1": 0.2, "10": 0.7}}
+    ]
+    png = Image.open(paths["acc_at_k.png"])
+    assert png.size[0] > png.size[1]

@@ -1,6 +1,7 @@
 """The evaluation report: Markdown and a self-contained HTML page with tables and pictures."""
 
 from clothes_retrieval.report.build import (
+    AccCurve,
     ExampleQuery,
     ExampleResult,
     ReportInputs,
@@ -8,4 +9,11 @@ from clothes_retrieval.report.build import (
     write_report,
 )
 
-__all__ = ["ExampleQuery", "ExampleResult", "ReportInputs", "ReportTable", "write_report"]
+__all__ = [
+    "AccCurve",
+    "ExampleQuery",
+    "ExampleResult",
+    "ReportInputs",
+    "ReportTable",
+    "write_report",
+]

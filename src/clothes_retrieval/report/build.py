@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,26 @@ from PIL import Image, ImageDraw, ImageOps
 
 from clothes_retrieval.io import atomic_dir
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReportTable", "ExampleResult", "ExampleQuery", "ReportInputs", "write_report"]
+__all__ = [
+    "NEAREST_NEIGHBOUR",
+    "AccCurve",
+    "ReportTable",
+    "ExampleResult",
+    "ExampleQuery",
+    "ReportInputs",
+    "acc_curves_figure",
+    "plot_acc_curves",
+    "write_report",
+]
+
+# The post-processing label of plain nearest-neighbour search
+# (``clothes_retrieval.search.rank.PostprocessConfig().label()``): drawn as solid lines.
+NEAREST_NEIGHBOUR = "nearest neighbour"
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,25 @@ class ReportTable:
     frame: pd.DataFrame
     caption: str = ""
     float_format: str = "{:.4f}"
+
+
+@dataclass(frozen=True)
+class AccCurve:
+    """Acc@k of one experiment: which model or ensemble, on which boxes, with which
+    post-processing (its label; :data:`NEAREST_NEIGHBOUR` for plain search)."""
+
+    name: str
+    box_source: str
+    postprocess: str
+    acc: Mapping[int, float]  # k -> Acc@k
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "box_source": self.box_source,
+            "postprocess": self.postprocess,
+            "acc": {str(k): v for k, v in sorted(self.acc.items())},
+        }
 
 
 @dataclass(frozen=True)
@@ -66,8 +102,7 @@ class ReportInputs:
     title: str
     headline: Mapping[str, float]
     tables: Sequence[ReportTable] = ()
-    # label -> {k: Acc@k}; drawn as curves.
-    acc_curves: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
+    acc_curves: Sequence[AccCurve] = ()  # drawn one panel per box source
     examples: Sequence[ExampleQuery] = ()
     data_version: str = ""
     configs: Mapping[str, Any] = field(default_factory=dict)
@@ -103,29 +138,85 @@ def _html_table(table: ReportTable) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def plot_acc_curves(curves: Mapping[str, Mapping[int, float]]) -> bytes:
-    """Acc@k against k, one line per setting; PNG bytes."""
-    import matplotlib
+# Post-processing settings other than nearest neighbour, in order of first appearance.
+_POST_STYLES = (("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 3)), "P"))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for label, points in curves.items():
-        ks = sorted(points)
-        ax.plot(ks, [points[k] for k in ks], marker="o", label=label)
-    ax.set_xlabel("k")
-    ax.set_ylabel("Acc@k")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title("Consumer-to-shop retrieval accuracy")
-    if curves:
-        ax.legend(fontsize=8, loc="lower right")
+def acc_curves_figure(curves: Sequence[AccCurve]) -> Figure:
+    """Acc@k against k: one panel per box source (shared y axis), one colour per model or
+    ensemble (the same in every panel), one line style per post-processing setting
+    (nearest neighbour solid), and one legend for the whole figure."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    sources = list(dict.fromkeys(c.box_source for c in curves)) or ["(none)"]
+    names = list(dict.fromkeys(c.name for c in curves))
+    posts = list(dict.fromkeys(c.postprocess for c in curves))
+    others = [p for p in posts if p != NEAREST_NEIGHBOUR]
+    palette = _palette(len(names))
+    colour = {n: palette[i] for i, n in enumerate(names)}
+    style = {NEAREST_NEIGHBOUR: ("-", "o")}
+    style.update({p: _POST_STYLES[i % len(_POST_STYLES)] for i, p in enumerate(others)})
+
+    fig = Figure(figsize=(4.2 * len(sources) + 2.6, 4.0), dpi=110, layout="constrained")
+    axes = fig.subplots(1, len(sources), sharey=True, squeeze=False)[0]
+    for ax, source in zip(axes, sources, strict=True):
+        for c in curves:
+            if c.box_source != source:
+                continue
+            ks = sorted(c.acc)
+            line, marker = style[c.postprocess]
+            ax.plot(
+                ks,
+                [c.acc[k] for k in ks],
+                color=colour[c.name],
+                linestyle=line,
+                marker=marker,
+                markersize=4,
+                linewidth=1.8 if c.postprocess == NEAREST_NEIGHBOUR else 1.3,
+            )
+        ax.set_title(f"{source} boxes")
+        ax.set_xticks(sorted({k for c in curves if c.box_source == source for k in c.acc}))
+        ax.set_xlabel("k")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Acc@k")
+    handles = [Line2D([], [], color=colour[n], linewidth=2.5, label=n) for n in names]
+    if len(posts) > 1:
+        handles += [Line2D([], [], color="none", label="")]  # a gap between the two keys
+        handles += [
+            Line2D([], [], color="0.35", linestyle=style[p][0], marker=style[p][1], label=p)
+            for p in [NEAREST_NEIGHBOUR, *others]
+            if p in posts
+        ]
+    if handles:
+        fig.legend(
+            handles=handles, loc="outside right upper", fontsize=8, frameon=False, handlelength=3.5
+        )
+    fig.suptitle("Consumer-to-shop retrieval accuracy")
+    return fig
+
+
+def _palette(n: int) -> list:
+    """``n`` distinct colours (tab10, then tab20, then evenly spaced hues)."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return list(colormaps["tab10"].colors[:n])
+    if n <= 20:
+        return list(colormaps["tab20"].colors[:n])
+    return [colormaps["hsv"](i / n) for i in range(n)]
+
+
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
+
+
+def plot_acc_curves(curves: Sequence[AccCurve]) -> bytes:
+    """:func:`acc_curves_figure` as PNG bytes."""
+    return _png(acc_curves_figure(curves))
 
 
 def _crop(path: str, box: Sequence[float], size: int) -> Image.Image:
@@ -238,9 +329,7 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
         "headline": dict(inputs.headline),
         "data_version": inputs.data_version,
         "tables": {t.title: t.frame.to_dict(orient="records") for t in inputs.tables},
-        "acc_curves": {
-            k: {str(kk): vv for kk, vv in v.items()} for k, v in inputs.acc_curves.items()
-        },
+        "acc_curves": [c.to_json() for c in inputs.acc_curves],
     }
     with atomic_dir(out_dir) as tmp:
         (tmp / "report.md").write_text("\n".join(md))

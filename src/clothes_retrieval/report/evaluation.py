@@ -35,6 +35,7 @@ import pandas as pd
 from clothes_retrieval.evaluation import HIT_IOU, box_iou, write_submission_json
 from clothes_retrieval.profile import EvaluationConfig, PublishConfig, SearchStageConfig
 from clothes_retrieval.report.build import (
+    AccCurve,
     ExampleQuery,
     ExampleResult,
     ReportInputs,
@@ -381,12 +382,15 @@ def run_evaluation(
             )
         )
 
-    curves = {
-        f"{r.experiment.name} ({r.experiment.box_source}, {r.experiment.post.label()})": dict(
-            r.scores.accuracy
+    curves = [
+        AccCurve(
+            r.experiment.name,
+            r.experiment.box_source,
+            r.experiment.post.label(),
+            dict(r.scores.accuracy),
         )
         for r in results
-    }
+    ]
     protocol_note = (
         "Acc@k follows the official DeepFashion2 rules (see clothes_retrieval.evaluation)."
         if protocol == "deepfashion2"
