@@ -1,3 +1,4 @@
+import io
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,12 @@ from clothes_retrieval.report import (
     ReportTable,
     write_report,
 )
-from clothes_retrieval.report.build import NEAREST_NEIGHBOUR, acc_curves_figure
+from clothes_retrieval.report.build import (
+    NEAREST_NEIGHBOUR,
+    acc_curves_figure,
+    example_grid,
+    grid_labels,
+)
 from clothes_retrieval.search.rank import PostprocessConfig
 
 
@@ -149,3 +155,39 @@ def test_report_json_keeps_the_curves_structured(tmp_path: Path):
     ]
     png = Image.open(paths["acc_at_k.png"])
     assert png.size[0] > png.size[1]
+
+
+def _grid_example(tmp_path: Path, label: str, scores: list[float | None]) -> ExampleQuery:
+    q = _image(tmp_path / "q.jpg", (0, 0, 255))
+    g = _image(tmp_path / "g.jpg", (0, 255, 0))
+    return ExampleQuery(
+        q, (0, 0, 40, 30), [ExampleResult(g, (0, 0, 40, 30), True, s) for s in scores], label
+    )
+
+
+def test_grid_captions_are_the_class_and_the_scores(tmp_path: Path):
+    ex = _grid_example(tmp_path, "trousers", [0.91234, 0.5, None])
+    assert grid_labels(ex) == ["trousers", "0.912", "0.500", ""]
+    assert grid_labels(ex, top=1) == ["trousers", "0.912"]
+
+
+def test_grid_draws_the_captions_under_the_tiles(tmp_path: Path):
+    tile, pad = 96, 6
+    plain = np.asarray(
+        Image.open(io.BytesIO(example_grid([_grid_example(tmp_path, "", [None, None])])))
+    )
+    labelled = np.asarray(
+        Image.open(io.BytesIO(example_grid([_grid_example(tmp_path, "skirt", [0.8, None])])))
+    )
+    assert plain.shape == labelled.shape
+    band = slice(pad + tile + 2, pad + tile + 16)  # the strip under the first row's tiles
+
+    def columns(c: int) -> slice:
+        return slice(pad + c * (tile + pad), pad + c * (tile + pad) + tile)
+
+    differs = [
+        bool((plain[band, columns(c)] != labelled[band, columns(c)]).any()) for c in range(3)
+    ]
+    assert differs == [True, True, False]  # query label, first score; no score: no text
+    tiles = slice(pad, pad + tile)
+    assert (plain[tiles] == labelled[tiles]).all()  # the crops themselves are untouched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -95,3 +96,28 @@ def test_the_report_is_an_offline_run_with_its_tables(tmp_path: Path, monkeypatc
     report = run.artifacts["evaluation-report"]
     assert report["type"] == "report" and set(report["entries"]) == {"report.md", "report.html"}
     assert report["metadata"]["headline"] == summary.headline
+
+
+def test_examples_carry_the_class_and_the_ranking_s_scores() -> None:
+    from clothes_retrieval.report.evaluation import _category_examples
+    from clothes_retrieval.search.experiments import Experiment, run_experiment
+    from tests.search import synthetic
+
+    items = synthetic.items()
+    es = synthetic.embedding_set(items)
+    result = run_experiment(
+        Experiment("m0", ("m0",), "gt"), {"m0": es}, items, protocol="category", ks=(1, 10)
+    )
+    # The row's own class name is used; without it, the name comes from the split's items.
+    result = dataclasses.replace(result, query_rows=result.query_rows.drop(columns="category_name"))
+    examples = _category_examples(result, 4, items)
+    assert len(examples) == 4
+    for qi, ex in enumerate(examples):
+        cid = result.query_rows.iloc[qi]["category_id"]
+        assert ex.label == synthetic.CLASSES[cid]
+        assert len(ex.results) == 5
+        assert [r.score for r in ex.results] == pytest.approx(result.similarities[qi, :5].tolist())
+        for r, gi in zip(ex.results, result.ranking[qi, :5], strict=True):
+            g = result.gallery_rows.iloc[int(gi)]
+            assert r.hit == (g["category_id"] == cid)
+            assert r.score == pytest.approx(float(es.gallery[gi] @ es.query[qi]), abs=1e-5)

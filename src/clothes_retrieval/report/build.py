@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from clothes_retrieval.io import atomic_dir
 
@@ -38,6 +38,8 @@ __all__ = [
     "ExampleQuery",
     "ReportInputs",
     "acc_curves_figure",
+    "example_grid",
+    "grid_labels",
     "plot_acc_curves",
     "write_report",
 ]
@@ -78,11 +80,13 @@ class AccCurve:
 
 @dataclass(frozen=True)
 class ExampleResult:
-    """One retrieved gallery entry: its image, its box and whether it is a correct match."""
+    """One retrieved gallery entry: its image, its box, whether it is a correct match and
+    its score in the ranking (the similarity to the query; None: not known)."""
 
     image_path: str
     box: tuple[float, float, float, float]
     hit: bool
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class ExampleQuery:
     image_path: str
     box: tuple[float, float, float, float]
     results: Sequence[ExampleResult]
-    label: str = ""
+    label: str = ""  # drawn under the query crop (its category name)
 
 
 @dataclass(frozen=True)
@@ -234,25 +238,52 @@ def _crop(path: str, box: Sequence[float], size: int) -> Image.Image:
     return ImageOps.pad(crop, (size, size), color=(255, 255, 255))
 
 
+def grid_labels(example: ExampleQuery, top: int = 5) -> list[str]:
+    """The captions of one row of :func:`example_grid`: the query's label, then each
+    result's score (``""`` where there is none)."""
+    scores = ["" if r.score is None else f"{r.score:.3f}" for r in list(example.results)[:top]]
+    return [example.label, *scores]
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
+    """``text``, cut with an ellipsis to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 def example_grid(examples: Sequence[ExampleQuery], *, tile: int = 96, top: int = 5) -> bytes:
-    """Rows: a query crop (blue frame), then its top results; hits framed green, misses red."""
+    """Rows: a query crop (blue frame) captioned with its label, then its top results
+    captioned with their scores; hits framed green, misses red."""
+    font = ImageFont.load_default()
     rows = max(len(examples), 1)
-    pad = 6
+    pad, band = 6, 14  # band: the caption strip under each tile
+    row_h = tile + band + pad
     width = (top + 1) * (tile + pad) + pad
-    height = rows * (tile + pad) + pad
+    height = rows * row_h + pad
     sheet = Image.new("RGB", (width, height), (245, 245, 245))
     draw = ImageDraw.Draw(sheet)
     for r, ex in enumerate(examples):
-        y = pad + r * (tile + pad)
+        y = pad + r * row_h
         tiles = [(_crop(ex.image_path, ex.box, tile), (40, 90, 220))]
         for res in list(ex.results)[:top]:
             tiles.append(
                 (_crop(res.image_path, res.box, tile), (30, 160, 60) if res.hit else (210, 50, 50))
             )
-        for c, (img, colour) in enumerate(tiles):
+        for c, ((img, colour), text) in enumerate(zip(tiles, grid_labels(ex, top), strict=True)):
             x = pad + c * (tile + pad)
             sheet.paste(img, (x, y))
             draw.rectangle([x - 2, y - 2, x + tile + 1, y + tile + 1], outline=colour, width=3)
+            if text:
+                draw.text(
+                    (x + tile // 2, y + tile + 2 + band // 2),
+                    _fit(draw, text, font, tile),
+                    fill=(20, 20, 20),
+                    font=font,
+                    anchor="mm",
+                )
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue()
@@ -305,7 +336,8 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
         title = (
             "Acc@k curves"
             if name.startswith("acc")
-            else "Example queries (blue) and top results (green: hit, red: miss)"
+            else "Example queries (blue, with their class) and top results (green: hit, "
+            "red: miss; the number: similarity to the query)"
         )
         md += [f"## {title}", "", f"![{title}]({name})", ""]
         b64 = base64.b64encode(data).decode()

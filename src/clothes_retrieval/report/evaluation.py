@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clothes_retrieval.data.schema import CATEGORIES
 from clothes_retrieval.evaluation import HIT_IOU, box_iou, write_submission_json
 from clothes_retrieval.profile import EvaluationConfig, PublishConfig, SearchStageConfig
 from clothes_retrieval.report.build import (
@@ -142,27 +143,57 @@ def _per_class(result: ExperimentResult) -> pd.DataFrame:
     return table.sort_values("Acc@1", ascending=False).reset_index(drop=True)
 
 
-def _example(result: ExperimentResult, qi: int, label: str, hit: Callable) -> ExampleQuery:
-    """Query row ``qi`` with its top 5; ``hit(gallery_row)`` says which entries are right."""
+def _category_name(row: pd.Series, names: Mapping[int, str]) -> str:
+    """The class name of a query row: its own ``category_name``, else by its id."""
+    name = row.get("category_name")
+    if isinstance(name, str) and name:
+        return name
+    cid = row.get("category_id")
+    if cid is None or pd.isna(cid):
+        return "?"
+    return names.get(int(cid), f"category {int(cid)}")
+
+
+def _category_names(gt_items: pd.DataFrame | None) -> dict[int, str]:
+    """category_id -> name: DeepFashion2's, then the split's own (which may add classes)."""
+    names = dict(CATEGORIES)
+    if gt_items is not None and {"category_id", "category_name"} <= set(gt_items.columns):
+        pairs = gt_items[["category_id", "category_name"]].dropna().drop_duplicates()
+        names.update({int(i): str(n) for i, n in pairs.itertuples(index=False)})
+    return names
+
+
+def _example(
+    result: ExperimentResult, qi: int, hit: Callable, names: Mapping[int, str]
+) -> ExampleQuery:
+    """Query row ``qi`` (labelled with its class) with its top 5, each with its score in
+    the ranking; ``hit(gallery_row)`` says which entries are right."""
     q = result.query_rows.iloc[qi]
     entries = []
-    for gi in result.ranking[qi, :5]:
+    for gi, score in zip(result.ranking[qi, :5], result.similarities[qi, :5], strict=True):
         if gi < 0:
             break
         g = result.gallery_rows.iloc[int(gi)]
         box = (g["x1"], g["y1"], g["x2"], g["y2"])
-        entries.append(ExampleResult(str(g["image_path"]), box, bool(hit(g))))
-    return ExampleQuery(str(q["image_path"]), (q["x1"], q["y1"], q["x2"], q["y2"]), entries, label)
+        entries.append(ExampleResult(str(g["image_path"]), box, bool(hit(g)), float(score)))
+    return ExampleQuery(
+        str(q["image_path"]),
+        (q["x1"], q["y1"], q["x2"], q["y2"]),
+        entries,
+        _category_name(q, names),
+    )
 
 
-def _category_examples(result: ExperimentResult, n: int) -> list[ExampleQuery]:
+def _category_examples(
+    result: ExperimentResult, n: int, gt_items: pd.DataFrame | None = None
+) -> list[ExampleQuery]:
     """The first ``n`` answered queries; an entry is a hit when its gallery item is of the
     query's class."""
+    names = _category_names(gt_items)
     out = []
     for qi in range(min(n, len(result.query_rows))):
         q = result.query_rows.iloc[qi]
-        label = str(q.get("category_name", q["category_id"]))
-        out.append(_example(result, qi, label, lambda g, q=q: g["category_id"] == q["category_id"]))
+        out.append(_example(result, qi, lambda g, q=q: g["category_id"] == q["category_id"], names))
     return out
 
 
@@ -173,6 +204,7 @@ def _examples(result: ExperimentResult, gt_items: pd.DataFrame, n: int) -> list[
     details = result.scores.details
     rows = details[details["detection"].notna()].head(n)
     shop = gt_items[gt_items["source"] == "shop"]
+    names = _category_names(gt_items)
     out = []
     for _, d in rows.iterrows():
         qi = int(d["detection"])
@@ -184,8 +216,7 @@ def _examples(result: ExperimentResult, gt_items: pd.DataFrame, n: int) -> list[
             boxes = same_image[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
             return bool(len(same_image) and (box_iou(box, boxes) >= HIT_IOU).any())
 
-        label = f"image {int(result.query_rows.iloc[qi]['image_id'])}"
-        out.append(_example(result, qi, label, hit))
+        out.append(_example(result, qi, hit, names))
     return out
 
 
@@ -414,7 +445,7 @@ def run_evaluation(
         examples=(
             _examples(published, gt_items, search.examples)
             if protocol == "deepfashion2"
-            else _category_examples(published, search.examples)
+            else _category_examples(published, search.examples, gt_items)
         ),
         data_version=data_version,
         configs=dict(configs or {}),

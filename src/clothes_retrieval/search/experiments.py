@@ -297,7 +297,10 @@ class ExperimentResult:
     experiment: Experiment
     scores: RetrievalScores
     submission: pd.DataFrame | None  # DeepFashion2 records (None for the category protocol)
-    ranking: np.ndarray  # (Q, k) gallery row positions
+    ranking: np.ndarray  # (Q, k) gallery row positions, -1 = none
+    # (Q, k) the ranking's scores (rank_gallery's: similarities, or negated re-ranked
+    # distances after k-reciprocal re-ranking; -inf where ranking is -1)
+    similarities: np.ndarray
     query_rows: pd.DataFrame
     gallery_rows: pd.DataFrame
 
@@ -358,10 +361,11 @@ def run_experiment(
     if len(query) == 0 and protocol == "category":
         # No box answered any query: every query is a miss (a score, not an error).
         ranking = np.zeros((0, k), dtype=np.int64)
+        similarities = np.zeros((0, k), dtype=np.float32)
     elif len(query) == 0:
         raise ValueError(f"experiment {experiment.name!r} has no query boxes")
     else:
-        ranking, _ = rank_gallery(
+        ranking, similarities = rank_gallery(
             query,
             gallery,
             experiment.post,
@@ -387,7 +391,13 @@ def run_experiment(
         {f"Acc@{k}": round(v, 4) for k, v in scores.accuracy.items()},
     )
     return ExperimentResult(
-        experiment, scores, submission, ranking, first.query_rows, first.gallery_rows
+        experiment,
+        scores,
+        submission,
+        ranking=ranking,
+        similarities=similarities,
+        query_rows=first.query_rows,
+        gallery_rows=first.gallery_rows,
     )
 
 
