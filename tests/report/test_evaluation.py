@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -121,3 +122,68 @@ def test_examples_carry_the_class_and_the_ranking_s_scores() -> None:
             g = result.gallery_rows.iloc[int(gi)]
             assert r.hit == (g["category_id"] == cid)
             assert r.score == pytest.approx(float(es.gallery[gi] @ es.query[qi]), abs=1e-5)
+
+
+def _fusion_table() -> pd.DataFrame:
+    """Our Table 5 layout (fusion.ablation's columns) for three detectors."""
+    return pd.DataFrame(
+        {
+            "boxes": ["atss", "+ cascade", "+ centernet", "nms over all 3"],
+            "method": ["none", "wbf", "wbf", "nms"],
+            "num_detectors": [1, 2, 3, 3],
+            "AP50": [0.30, 0.35, 0.37, 0.33],
+            "num_detections": [10, 12, 13, 11],
+        }
+    )
+
+
+def test_fusion_table_has_the_paper_s_ap50_by_n() -> None:
+    from clothes_retrieval.report.evaluation import with_paper_fusion_column
+
+    table = with_paper_fusion_column(_fusion_table())
+    # n = 1 is the first detector alone, the paper's "ATSS alone"; NMS has no paper value.
+    assert table["paper AP50"].tolist()[:3] == [0.836, 0.840, 0.849]
+    assert np.isnan(table["paper AP50"].iloc[3])
+
+
+def test_fusion_figure_plots_ours_nms_and_the_paper_on_one_scale() -> None:
+    from clothes_retrieval.report.build import fusion_ablation_figure
+    from clothes_retrieval.report.paper import TABLE5_WBF_AP50
+
+    fig = fusion_ablation_figure(_fusion_table(), TABLE5_WBF_AP50)
+    (ax,) = fig.axes  # one axis: the paper's fractions and ours share the 0..1 scale
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 1
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"ours: wbf", "ours: nms (reference)", "paper (Table 5, WBF)"}
+    ours, nms, paper = (
+        lines["ours: wbf"],
+        lines["ours: nms (reference)"],
+        lines["paper (Table 5, WBF)"],
+    )
+    assert list(ours.get_xdata()) == [1, 2, 3]
+    assert list(ours.get_ydata()) == pytest.approx([0.30, 0.35, 0.37])
+    assert list(nms.get_xdata()) == [3] and list(nms.get_ydata()) == pytest.approx([0.33])
+    assert list(paper.get_xdata()) == [1, 2, 3, 4, 5]
+    assert list(paper.get_ydata()) == pytest.approx(TABLE5_WBF_AP50)
+    assert all(0 < y < 1 for y in paper.get_ydata())  # fractions, not the paper's percents
+
+
+def test_fusion_figure_sits_right_after_its_table(tmp_path: Path) -> None:
+    from clothes_retrieval.report import ReportInputs, write_report
+    from clothes_retrieval.report.evaluation import fusion_report_table
+
+    after = ReportTable("Next table", pd.DataFrame({"x": [1]}))
+    inputs = ReportInputs(
+        title="t", headline={}, tables=[fusion_report_table(_fusion_table()), after]
+    )
+    paths = write_report(inputs, tmp_path / "report")
+    assert paths["wbf_ap50.png"].read_bytes().startswith(b"\x89PNG")
+    md = paths["markdown"].read_text()
+    last_row = md.index("| nms over all 3 |")
+    image = md.index("(wbf_ap50.png)")
+    assert last_row < image < md.index("## Next table")
+    assert md[last_row:image].count("\n## ") == 0
+    page = paths["html"].read_text()
+    table_end = page.index("</table>")  # the fusion table is the first
+    img = page.index("<img alt='AP50 against the number of fused detectors")
+    assert table_end < img < page.index("<h2>Next table</h2>")

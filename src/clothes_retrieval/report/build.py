@@ -33,12 +33,15 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "NEAREST_NEIGHBOUR",
     "AccCurve",
+    "ReportFigure",
     "ReportTable",
     "ExampleResult",
     "ExampleQuery",
     "ReportInputs",
     "acc_curves_figure",
     "example_grid",
+    "figure_png",
+    "fusion_ablation_figure",
     "grid_labels",
     "plot_acc_curves",
     "write_report",
@@ -50,13 +53,24 @@ NEAREST_NEIGHBOUR = "nearest neighbour"
 
 
 @dataclass(frozen=True)
+class ReportFigure:
+    """A PNG figure: its file name beside the report, its title, its bytes."""
+
+    name: str
+    title: str
+    png: bytes
+
+
+@dataclass(frozen=True)
 class ReportTable:
-    """One table of the report: a title, a caption, and the rows as a DataFrame."""
+    """One table of the report: a title, a caption, the rows as a DataFrame, and figures
+    drawn right after it."""
 
     title: str
     frame: pd.DataFrame
     caption: str = ""
     float_format: str = "{:.4f}"
+    figures: Sequence[ReportFigure] = ()
 
 
 @dataclass(frozen=True)
@@ -201,6 +215,78 @@ def acc_curves_figure(curves: Sequence[AccCurve]) -> Figure:
     return fig
 
 
+def fusion_ablation_figure(
+    frame: pd.DataFrame, paper_ap50: Sequence[float], *, paper_label: str = "paper (Table 5, WBF)"
+) -> Figure:
+    """AP50 against the number of fused detectors n: ours (the fusion method over the first
+    n detectors, its n = 1 the first detector alone), NMS over all of them as a reference,
+    and the paper's ``paper_ap50`` (n = 1, 2, ...), all fractions on one 0..1 axis.
+
+    ``frame``: the Table 5 layout (columns method, num_detectors, AP50; method ``"none"``
+    is the unfused first detector, ``"nms"`` the reference)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2, 3.4), dpi=110, layout="constrained")
+    ax = fig.subplots()
+    nms = frame[frame["method"] == "nms"].sort_values("num_detectors")
+    ours = frame[frame["method"] != "nms"].sort_values("num_detectors")
+    fused = sorted(set(ours["method"]) - {"none"})
+    series = [
+        (
+            f"ours: {', '.join(fused) or 'first detector'}",
+            ours["num_detectors"],
+            ours["AP50"],
+            "tab:blue",
+            "-",
+            "o",
+            5,
+        ),
+        (
+            "ours: nms (reference)",
+            nms["num_detectors"],
+            nms["AP50"],
+            "tab:gray",
+            "none",
+            "X",
+            -11,  # its value under the point, clear of the fused line's
+        ),
+        (
+            paper_label,
+            range(1, len(paper_ap50) + 1),
+            list(paper_ap50),
+            "tab:orange",
+            "--",
+            "s",
+            5,
+        ),
+    ]
+    for label, xs, ys, colour, line, marker, text_dy in series:
+        xs, ys = list(xs), [float(y) for y in ys]
+        if not xs:
+            continue
+        ax.plot(xs, ys, color=colour, linestyle=line, marker=marker, label=label)
+        for x, y in zip(xs, ys, strict=True):
+            if not np.isnan(y):
+                ax.annotate(
+                    f"{y:.3f}",
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(0, text_dy),
+                    ha="center",
+                    fontsize=7,
+                    color=colour,
+                )
+    n_max = max([len(paper_ap50), *[int(n) for n in frame["num_detectors"]]], default=1)
+    ax.set_xticks(range(1, n_max + 1))
+    ax.set_xlabel("detectors fused (n)")
+    ax.set_ylabel("AP50")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("WBF over n detectors: AP50", fontsize=10)
+    return fig
+
+
 def _palette(n: int) -> list:
     """``n`` distinct colours (tab10, then tab20, then evenly spaced hues)."""
     from matplotlib import colormaps
@@ -212,7 +298,8 @@ def _palette(n: int) -> list:
     return [colormaps["hsv"](i / n) for i in range(n)]
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
+    """A matplotlib figure as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -220,7 +307,7 @@ def _png(fig: Figure) -> bytes:
 
 def plot_acc_curves(curves: Sequence[AccCurve]) -> bytes:
     """:func:`acc_curves_figure` as PNG bytes."""
-    return _png(acc_curves_figure(curves))
+    return figure_png(acc_curves_figure(curves))
 
 
 def _crop(path: str, box: Sequence[float], size: int) -> Image.Image:
@@ -289,6 +376,11 @@ def example_grid(examples: Sequence[ExampleQuery], *, tile: int = 96, top: int =
     return buf.getvalue()
 
 
+def _html_image(title: str, png: bytes) -> str:
+    b64 = base64.b64encode(png).decode()
+    return f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"
+
+
 def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, the figures and ``report.json`` into ``out_dir``.
 
@@ -296,10 +388,19 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
     """
     out_dir = Path(out_dir)
     figures: dict[str, bytes] = {}
+    for table in inputs.tables:
+        for fig in table.figures:
+            if fig.name in figures:
+                raise ValueError(f"two report figures are named {fig.name!r}; rename one")
+            figures[fig.name] = fig.png
+    tail_figures: dict[str, bytes] = {}
     if inputs.acc_curves:
-        figures["acc_at_k.png"] = plot_acc_curves(inputs.acc_curves)
+        tail_figures["acc_at_k.png"] = plot_acc_curves(inputs.acc_curves)
     if inputs.examples:
-        figures["examples.png"] = example_grid(inputs.examples)
+        tail_figures["examples.png"] = example_grid(inputs.examples)
+    if clash := set(figures) & set(tail_figures):
+        raise ValueError(f"a table figure takes a reserved name {sorted(clash)}; rename it")
+    figures.update(tail_figures)
 
     md: list[str] = [f"# {inputs.title}", ""]
     htm: list[str] = [
@@ -332,7 +433,10 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
         if table.caption:
             htm.append(f"<p class='caption'>{html.escape(table.caption)}</p>")
         htm.append(_html_table(table))
-    for name, data in figures.items():
+        for fig in table.figures:
+            md += [f"![{fig.title}]({fig.name})", ""]
+            htm.append(_html_image(fig.title, fig.png))
+    for name, data in tail_figures.items():
         title = (
             "Acc@k curves"
             if name.startswith("acc")
@@ -340,9 +444,7 @@ def write_report(inputs: ReportInputs, out_dir: str | Path) -> dict[str, Path]:
             "red: miss; the number: similarity to the query)"
         )
         md += [f"## {title}", "", f"![{title}]({name})", ""]
-        b64 = base64.b64encode(data).decode()
-        alt = html.escape(title)
-        htm.append(f"<h2>{alt}</h2><img alt='{alt}' src='data:image/png;base64,{b64}'>")
+        htm.append(f"<h2>{html.escape(title)}</h2>" + _html_image(title, data))
     if inputs.notes:
         md += ["## Notes", ""] + [f"- {n}" for n in inputs.notes] + [""]
         htm.append(
