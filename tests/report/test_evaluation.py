@@ -9,9 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clothes_retrieval.profile import EvaluationConfig, SearchStageConfig
 from clothes_retrieval.report import ReportTable
-from clothes_retrieval.report.evaluation import EvaluationSummary, log_evaluation, track_evaluation
+from clothes_retrieval.report.evaluation import (
+    EvaluationSummary,
+    log_evaluation,
+    postprocess_kinds,
+    run_evaluation,
+    track_evaluation,
+    with_postprocess_verdicts,
+)
+from clothes_retrieval.report.paper import POSTPROCESS_FOUND
+from clothes_retrieval.search.rank import PostprocessConfig
 from clothes_retrieval.tracking import NullTracker
+from tests.search import synthetic
 
 GT_TITLE = "Retrieval models with ground-truth boxes (Table 3 layout)"
 
@@ -102,7 +113,6 @@ def test_the_report_is_an_offline_run_with_its_tables(tmp_path: Path, monkeypatc
 def test_examples_carry_the_class_and_the_ranking_s_scores() -> None:
     from clothes_retrieval.report.evaluation import _category_examples
     from clothes_retrieval.search.experiments import Experiment, run_experiment
-    from tests.search import synthetic
 
     items = synthetic.items()
     es = synthetic.embedding_set(items)
@@ -187,3 +197,130 @@ def test_fusion_figure_sits_right_after_its_table(tmp_path: Path) -> None:
     table_end = page.index("</table>")  # the fusion table is the first
     img = page.index("<img alt='AP50 against the number of fused detectors")
     assert table_end < img < page.index("<h2>Next table</h2>")
+
+
+def _post(**steps) -> PostprocessConfig:
+    return PostprocessConfig.model_validate(steps)
+
+
+NN = PostprocessConfig()
+PCA = _post(whitening={"mode": "pca"})
+QE = _post(query_expansion={"enabled": True})
+DBA = _post(dba={"enabled": True})
+RERANK = _post(rerank={"enabled": True})
+
+
+def test_postprocess_verdicts_compare_with_nearest_neighbour_on_the_same_boxes() -> None:
+    frame = pd.DataFrame(
+        {
+            "boxes": ["gt", "gt", "gt", "gt", "fused", "fused", "fused"],
+            # Display names mislead on purpose: the paper's finding follows the config.
+            "post-processing": ["plain", "a", "b", "c", "plain", "d", "e"],
+            "Acc@1": [0.50, 0.40, 0.50, 0.52, 0.20, 0.30, 0.20],
+            "Acc@10": [0.80, 0.81, 0.80, 0.80, 0.60, 0.55, 0.60000001],
+        }
+    )
+    posts = [
+        NN,
+        PCA,
+        QE,
+        DBA,
+        NN,
+        RERANK,
+        _post(whitening={"mode": "pca"}, rerank={"enabled": True}),
+    ]
+    out = with_postprocess_verdicts(frame, posts, NN)
+    assert out["helped here"].tolist() == [
+        "reference",
+        "yes",  # Acc@10 up, though Acc@1 down: the verdict is Acc@10's
+        "same",  # both tie
+        "yes",  # Acc@10 ties, Acc@1 decides
+        "reference",
+        "no",  # fused: against the fused nearest-neighbour row, not the gt one
+        "same",  # equal to the report's 4 decimals
+    ]
+    found = out["paper found"].tolist()
+    assert found[0] == found[4] == "–"
+    assert found[1] == found[2] == found[3] == "did not help"
+    assert found[5] == POSTPROCESS_FOUND["rerank"] and "reduced box set" in found[5]
+    assert found[6] == (
+        f"pca whitening: {POSTPROCESS_FOUND['pca_whitening']}; "
+        f"rerank: {POSTPROCESS_FOUND['rerank']}"
+    )
+    assert list(out.columns[:4]) == list(frame.columns)
+
+
+def test_postprocess_kinds_follow_the_enabled_steps() -> None:
+    assert postprocess_kinds(NN) == ()
+    assert postprocess_kinds(_post(whitening={"mode": "learned"})) == ("learned_whitening",)
+    both = _post(dba={"enabled": True}, query_expansion={"enabled": True})
+    assert postprocess_kinds(both) == ("dba", "query_expansion")
+    every = _post(
+        whitening={"mode": "pca"},
+        dba={"enabled": True},
+        query_expansion={"enabled": True},
+        rerank={"enabled": True},
+    )
+    assert postprocess_kinds(every) == ("pca_whitening", "dba", "query_expansion", "rerank")
+    assert set(postprocess_kinds(every)) < set(POSTPROCESS_FOUND)
+
+
+def _search(**extra) -> SearchStageConfig:
+    return SearchStageConfig.model_validate(
+        {
+            "box_sources": ["gt"],
+            "ensembles": {"m0+m1": {"models": ["m0", "m1"]}},
+            "postprocess": {
+                "nearest neighbour": {},
+                "query expansion": {"query_expansion": {"enabled": True, "k": 2}},
+                "k-reciprocal re-ranking": {"rerank": {"enabled": True, "k1": 4, "k2": 2}},
+            },
+            "publish": {"name": "m0+m1", "box_source": "gt"},
+            "examples": 2,
+            **extra,
+        }
+    )
+
+
+def _evaluate(tmp_path: Path, search: SearchStageConfig, sets=None, items=None, **kwargs):
+    """run_evaluation on the synthetic split (category protocol, tracking off); by default
+    two noisy models on ground-truth boxes, where re-ranking changes Acc@1."""
+    items = synthetic.items(n_user=6, n_shop=8) if items is None else items
+    sets = sets or {
+        "gt": {
+            m: synthetic.embedding_set(items, m, seed=i, noise=1.5)
+            for i, m in enumerate(("m0", "m1"))
+        }
+    }
+    return run_evaluation(
+        sets,
+        items,
+        search,
+        ["m0", "m1"],
+        tmp_path / "report",
+        evaluation=EvaluationConfig(protocol="category", ks=(1, 5, 10)),
+        tracker_mode="disabled",
+        **kwargs,
+    )
+
+
+def test_the_table_7_layout_says_what_helped_here_and_what_the_paper_found(tmp_path: Path):
+    summary = _evaluate(tmp_path, _search())
+    (table,) = [t for t in summary.tables if t.title.startswith("Post-processing on m0+m1")]
+    frame = table.frame
+    assert frame["post-processing"].tolist() == ["nearest neighbour", "qe", "rerank"]
+    assert frame["helped here"].iloc[0] == "reference"
+    assert frame["helped here"].tolist()[1:] == ["same", "no"]  # this data's outcome
+    ref = frame.iloc[0]
+    for _, row in frame.iloc[1:].iterrows():
+        ours = (round(row["Acc@10"], 4), round(row["Acc@1"], 4))  # Acc@10 first, then Acc@1
+        base = (round(ref["Acc@10"], 4), round(ref["Acc@1"], 4))
+        assert row["helped here"] == ("yes" if ours > base else "no" if ours < base else "same")
+    assert frame["paper found"].tolist() == [
+        "–",
+        POSTPROCESS_FOUND["query_expansion"],
+        POSTPROCESS_FOUND["rerank"],
+    ]
+    assert "by Acc@10" in table.caption
+    md = summary.paths["markdown"].read_text()
+    assert "| helped here | paper found |" in md

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,13 +46,19 @@ from clothes_retrieval.report.build import (
     fusion_ablation_figure,
     write_report,
 )
-from clothes_retrieval.report.paper import TABLE2_DETECTION_AP, TABLE3_ACC10_GT, TABLE5_WBF_AP50
+from clothes_retrieval.report.paper import (
+    POSTPROCESS_FOUND,
+    TABLE2_DETECTION_AP,
+    TABLE3_ACC10_GT,
+    TABLE5_WBF_AP50,
+)
 from clothes_retrieval.search.experiments import (
     EmbeddingSet,
     Experiment,
     ExperimentResult,
     run_experiment,
 )
+from clothes_retrieval.search.rank import PostprocessConfig
 from clothes_retrieval.tracking import Mode, Tracker, artifact_name, create_tracker
 
 logger = logging.getLogger(__name__)
@@ -62,6 +68,8 @@ __all__ = [
     "default_publish",
     "ensemble_members",
     "fusion_report_table",
+    "postprocess_kinds",
+    "with_postprocess_verdicts",
     "headline_line",
     "log_evaluation",
     "run_evaluation",
@@ -278,6 +286,66 @@ def fusion_report_table(fusion_table: pd.DataFrame) -> ReportTable:
     )
 
 
+def postprocess_kinds(post: PostprocessConfig) -> tuple[str, ...]:
+    """The steps ``post`` enables, as keys of :data:`~clothes_retrieval.report.paper.
+    POSTPROCESS_FOUND`, in the order applied (empty: plain nearest neighbour)."""
+    kinds = []
+    if post.whitening.mode != "none":
+        kinds.append(f"{post.whitening.mode}_whitening")
+    if post.dba.enabled:
+        kinds.append("dba")
+    if post.query_expansion.enabled:
+        kinds.append("query_expansion")
+    if post.rerank.enabled:
+        kinds.append("rerank")
+    return tuple(kinds)
+
+
+def _paper_found(post: PostprocessConfig) -> str:
+    kinds = postprocess_kinds(post)
+    if not kinds:
+        return "–"
+    if len(kinds) == 1:
+        return POSTPROCESS_FOUND[kinds[0]]
+    return "; ".join(f"{k.replace('_', ' ')}: {POSTPROCESS_FOUND[k]}" for k in kinds)
+
+
+VERDICT_DECIMALS = 4  # the report's precision: "same" means the same printed numbers
+
+
+def _verdict(row: pd.Series, ref: pd.Series) -> str:
+    """yes / no / same: ``row`` against ``ref`` by Acc@10, a tie decided by Acc@1."""
+    for metric in ("Acc@10", "Acc@1"):
+        ours, base = round(row[metric], VERDICT_DECIMALS), round(ref[metric], VERDICT_DECIMALS)
+        if ours != base:
+            return "yes" if ours > base else "no"
+    return "same"
+
+
+def with_postprocess_verdicts(
+    frame: pd.DataFrame, posts: Sequence[PostprocessConfig], reference: PostprocessConfig
+) -> pd.DataFrame:
+    """``frame`` (Table 7 layout: columns boxes, Acc@1, Acc@10, ...; row i searched with
+    ``posts[i]``) with two columns: ``helped here``, each row against the ``reference``
+    (nearest-neighbour) row of the same boxes (:func:`_verdict`; ``reference`` on that
+    row itself), and ``paper found``, what the paper reports for the steps the row enables
+    (:data:`~clothes_retrieval.report.paper.POSTPROCESS_FOUND`)."""
+    if len(posts) != len(frame):
+        raise ValueError(f"{len(frame)} rows but {len(posts)} post-processing settings")
+    frame = frame.reset_index(drop=True)
+    is_ref = [p == reference for p in posts]
+    refs = {b: frame.iloc[i] for i, b in enumerate(frame["boxes"]) if is_ref[i]}
+    helped = []
+    for i, row in frame.iterrows():
+        if is_ref[i]:
+            helped.append("reference")
+        elif row["boxes"] in refs:
+            helped.append(_verdict(row, refs[row["boxes"]]))
+        else:
+            helped.append("–")  # no nearest-neighbour row on these boxes to compare with
+    return frame.assign(**{"helped here": helped, "paper found": [_paper_found(p) for p in posts]})
+
+
 def run_evaluation(
     sets: Mapping[str, Mapping[str, EmbeddingSet]],
     gt_items: pd.DataFrame,
@@ -381,12 +449,20 @@ def run_evaluation(
                     for n in rows["name"]
                 ]
             tables.append(ReportTable(table_title, rows.reset_index(drop=True)))
-    post_rows = table[table["name"] == publish.name]
-    if post_rows["post-processing"].nunique() > 1:
+    post_results = [r for r in results if r.experiment.name == publish.name]
+    if len({r.experiment.post.label() for r in post_results}) > 1:
+        post_rows = pd.DataFrame([r.row() for r in post_results])
         tables.append(
             ReportTable(
                 f"Post-processing on {publish.name} (Table 7 layout)",
-                post_rows[["boxes", "post-processing", *acc_cols]].reset_index(drop=True),
+                with_postprocess_verdicts(
+                    post_rows[["boxes", "post-processing", *acc_cols]],
+                    [r.experiment.post for r in post_results],
+                    nn_post,
+                ),
+                f"helped here: against {nn_post.label()} on the same boxes, by Acc@10 (to "
+                f"{VERDICT_DECIMALS} decimals; a tie is decided by Acc@1, 'same' when both "
+                "tie). paper found: what the paper reports for the step on DeepFashion2.",
             )
         )
 

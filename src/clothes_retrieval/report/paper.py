@@ -44,3 +44,14 @@ TABLE7_RERANK = {  # m4 on validation: (Acc@1, Acc@10)
     "WBF_5 126k boxes, nearest neighbour": (0.6509, 0.8538),
     "WBF_5 126k boxes, k-reciprocal re-ranking": (0.6620, 0.8581),
 }
+
+# What the paper found for each post-processing step, keyed by the step that a search
+# setting enables (clothes_retrieval.report.evaluation.postprocess_kinds). The paper tried
+# PCA whitening, α-QE, DBA and k-reciprocal re-ranking; learned whitening is ours.
+POSTPROCESS_FOUND = {
+    "pca_whitening": "did not help",
+    "learned_whitening": "not tried (PCA whitening did not help)",
+    "dba": "did not help",
+    "query_expansion": "did not help",
+    "rerank": "helped only on a reduced box set (126k of 590k boxes, Table 7)",
+}
