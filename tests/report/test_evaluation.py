@@ -324,3 +324,76 @@ def test_the_table_7_layout_says_what_helped_here_and_what_the_paper_found(tmp_p
     assert "by Acc@10" in table.caption
     md = summary.paths["markdown"].read_text()
     assert "| helped here | paper found |" in md
+
+
+def test_the_box_budget_table_sets_reduced_boxes_beside_the_full_set(tmp_path: Path):
+    from clothes_retrieval.report.paper import TABLE7_RERANK
+    from clothes_retrieval.search.budget import BoxBudgetConfig, apply_box_budget
+    from clothes_retrieval.search.experiments import Experiment, run_experiment
+
+    items = synthetic.items(n_user=6, n_shop=8)
+    scores = np.linspace(0.9, 0.1, 18)  # the fused query boxes' scores: best first
+    sets = {
+        source: {
+            m: synthetic.embedding_set(
+                items, m, source, seed=i, noise=1.5, query_scores=scores[::-1]
+            )
+            for i, m in enumerate(("m0", "m1"))
+        }
+        for source in ("gt", "fused")
+    }
+    budget = BoxBudgetConfig(fraction=0.5)
+    search = _search(box_sources=["gt", "fused"], publish={"name": "m0+m1", "box_source": "fused"})
+    summary = _evaluate(tmp_path, search, sets, items, box_budget=budget)
+    (table,) = [t for t in summary.tables if t.title.startswith("Box budget")]
+    frame = table.frame
+    assert frame["boxes"].tolist() == [
+        "fused, all boxes",
+        "fused, all boxes",
+        "fused, top 50% by score",
+        "fused, top 50% by score",
+        *[f"paper (m4): {k.partition(', ')[0]}" for k in TABLE7_RERANK],
+    ]
+    assert frame["search"].tolist()[:2] == ["nearest neighbour", "k-reciprocal re-ranking"]
+    # Category protocol: the 18 queries are halved, the 24 gallery photos kept.
+    assert frame["box count"].tolist()[:4] == [42, 42, 33, 33]
+    assert frame["box count"].tolist()[4:] == [590_000, 126_000, 126_000]
+    assert frame[["Acc@1", "Acc@10"]].iloc[4:].to_numpy().tolist() == [
+        list(v) for v in TABLE7_RERANK.values()
+    ]
+    # The full-set rows are the report's own fused rows of the published ensemble.
+    exp = summary.table
+    fused = exp[(exp["name"] == "m0+m1") & (exp["boxes"] == "fused")].set_index("post-processing")
+    assert frame["Acc@1"].iloc[0] == fused.loc["nearest neighbour", "Acc@1"]
+    assert frame["Acc@10"].iloc[1] == fused.loc["rerank", "Acc@10"]
+    # The reduced rows search only the kept (highest-scoring) query boxes.
+    reduced = {m: apply_box_budget(sets["fused"][m], budget, ("query",)) for m in ("m0", "m1")}
+    assert reduced["m0"].query_rows["score"].min() >= np.median(scores)
+    post = search.postprocess["k-reciprocal re-ranking"]
+    direct = run_experiment(
+        Experiment("m0+m1", ("m0", "m1"), "fused", post),
+        reduced,
+        items,
+        protocol="category",
+        ks=(1, 5, 10),
+    )
+    assert frame["Acc@1"].iloc[3] == pytest.approx(direct.scores.accuracy[1])
+    assert frame["Acc@10"].iloc[3] == pytest.approx(direct.scores.accuracy[10])
+    # Half the queries are unanswered: a miss each, so the budget cannot raise Acc@10 here.
+    assert frame["Acc@10"].iloc[2] <= 0.5 + 1e-9
+    assert "33 of 42 boxes" in table.caption
+    assert "## Box budget and re-ranking on m0+m1 (Table 7 layout)" in (
+        summary.paths["markdown"].read_text()
+    )
+
+
+def test_no_budget_no_budget_table(tmp_path: Path):
+    summary = _evaluate(tmp_path, _search())
+    assert not [t for t in summary.tables if t.title.startswith("Box budget")]
+
+
+def test_a_budget_needs_fused_boxes(tmp_path: Path):
+    from clothes_retrieval.search.budget import BoxBudgetConfig
+
+    with pytest.raises(ValueError, match="add 'fused' to search.box_sources"):
+        _evaluate(tmp_path, _search(), box_budget=BoxBudgetConfig(per_image=2))

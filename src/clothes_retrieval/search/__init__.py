@@ -1,5 +1,6 @@
 """Search with optional post-processing (whitening, DBA, α-QE, k-reciprocal re-ranking)."""
 
+from clothes_retrieval.search.budget import BoxBudgetConfig, apply_box_budget
 from clothes_retrieval.search.rank import (
     DBAConfig,
     PostprocessConfig,
@@ -10,10 +11,12 @@ from clothes_retrieval.search.rank import (
 )
 
 __all__ = [
+    "BoxBudgetConfig",
     "DBAConfig",
     "PostprocessConfig",
     "QueryExpansionConfig",
     "RerankConfig",
     "WhiteningConfig",
+    "apply_box_budget",
     "rank_gallery",
 ]
