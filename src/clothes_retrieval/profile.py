@@ -32,7 +32,7 @@ from clothes_retrieval.data.sample import SampleDataConfig
 from clothes_retrieval.data.sources.combine import SourceConfig
 from clothes_retrieval.index import IndexConfig
 from clothes_retrieval.operations import OperationsConfig
-from clothes_retrieval.search import PostprocessConfig
+from clothes_retrieval.search import BoxBudgetConfig, PostprocessConfig
 from clothes_retrieval.service.config import ServeConfig
 from clothes_retrieval.weights import WeightsConfig
 
@@ -201,6 +201,10 @@ class SearchStageConfig(FrozenConfig):
         default=0.0, ge=0, le=1, description="publish only above this Acc@10"
     )
     examples: int = Field(default=8, ge=0, description="example queries drawn in the report")
+    box_budget: BoxBudgetConfig = Field(
+        default_factory=BoxBudgetConfig,
+        description="a reduced fused-box set searched beside the full one (Table 7); off: none",
+    )
     whitening_train_max: int = Field(
         default=20000,
         ge=2,

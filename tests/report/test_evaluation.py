@@ -343,8 +343,12 @@ def test_the_box_budget_table_sets_reduced_boxes_beside_the_full_set(tmp_path: P
         for source in ("gt", "fused")
     }
     budget = BoxBudgetConfig(fraction=0.5)
-    search = _search(box_sources=["gt", "fused"], publish={"name": "m0+m1", "box_source": "fused"})
-    summary = _evaluate(tmp_path, search, sets, items, box_budget=budget)
+    search = _search(
+        box_sources=["gt", "fused"],
+        publish={"name": "m0+m1", "box_source": "fused"},
+        box_budget=budget.model_dump(),
+    )
+    summary = _evaluate(tmp_path, search, sets, items)
     (table,) = [t for t in summary.tables if t.title.startswith("Box budget")]
     frame = table.frame
     assert frame["boxes"].tolist() == [
@@ -393,7 +397,5 @@ def test_no_budget_no_budget_table(tmp_path: Path):
 
 
 def test_a_budget_needs_fused_boxes(tmp_path: Path):
-    from clothes_retrieval.search.budget import BoxBudgetConfig
-
     with pytest.raises(ValueError, match="add 'fused' to search.box_sources"):
-        _evaluate(tmp_path, _search(), box_budget=BoxBudgetConfig(per_image=2))
+        _evaluate(tmp_path, _search(box_budget={"per_image": 2}))

@@ -467,7 +467,6 @@ def run_evaluation(
     training: Mapping[str, EmbeddingSet] | None = None,
     tracker_mode: Mode | None = None,
     tracker_dir: str | Path | None = None,
-    box_budget: BoxBudgetConfig | None = None,
 ) -> EvaluationSummary:
     """``sets[box_source][model]`` -> the report in ``out_dir`` and its headline numbers.
 
@@ -475,7 +474,7 @@ def run_evaluation(
 
     ``tuning_of``: this is a tuning run of that profile (said at the top of the report).
 
-    ``box_budget`` (enabled): the published configuration also searches a reduced set of
+    ``search.box_budget`` (enabled): the published configuration also searches a reduced set of
     fused boxes, with nearest neighbour and with k-reciprocal re-ranking, beside the full
     set (:func:`box_budget_table`, the paper's Table 7).
 
@@ -575,7 +574,8 @@ def run_evaluation(
             )
         )
 
-    if box_budget is not None and box_budget.enabled:
+    box_budget = search.box_budget
+    if box_budget.enabled:
         if "fused" not in search.box_sources:
             raise ValueError(
                 "a box budget reduces the fused boxes: add 'fused' to search.box_sources "
