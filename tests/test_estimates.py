@@ -228,8 +228,13 @@ def test_one_row_per_asset_and_a_total(small_estimates: pd.DataFrame) -> None:
 
 
 def test_rows_follow_the_configs(small_estimates: pd.DataFrame) -> None:
+    from clothes_retrieval.detection.config import load_detector_config
+
     det, gem = small_estimates.iloc[0], small_estimates.iloc[1]
-    assert det["input"] == "160×160" and det["epochs"] == 2 and det["batch"] == 8
+    atss = load_detector_config("atss").profiles.sample
+    long_side, short_side = atss.input_size  # shown as H×W: the short side is the height
+    assert det["input"] == f"{short_side}×{long_side}"
+    assert det["epochs"] == atss.epochs and det["batch"] == atss.batch_size
     assert det["train_images"] == DEEPFASHION2_TRAIN_IMAGES
     assert gem["input"] == "112×112" and gem["epochs"] == 8 and gem["batch"] == 32
     assert gem["train_images"] == DEEPFASHION2_TRAIN_ITEMS // 32 * 32  # whole batches
