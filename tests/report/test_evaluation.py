@@ -14,7 +14,6 @@ from clothes_retrieval.report import ReportTable
 from clothes_retrieval.report.evaluation import (
     EvaluationSummary,
     log_evaluation,
-    postprocess_kinds,
     run_evaluation,
     track_evaluation,
     with_postprocess_verdicts,
@@ -244,25 +243,20 @@ def test_postprocess_verdicts_compare_with_nearest_neighbour_on_the_same_boxes()
     assert found[1] == found[2] == found[3] == "did not help"
     assert found[5] == POSTPROCESS_FOUND["rerank"] and "reduced box set" in found[5]
     assert found[6] == (
-        f"pca whitening: {POSTPROCESS_FOUND['pca_whitening']}; "
-        f"rerank: {POSTPROCESS_FOUND['rerank']}"
+        f"whiten-pca: {POSTPROCESS_FOUND['whiten-pca']}; rerank: {POSTPROCESS_FOUND['rerank']}"
     )
     assert list(out.columns[:4]) == list(frame.columns)
 
 
-def test_postprocess_kinds_follow_the_enabled_steps() -> None:
-    assert postprocess_kinds(NN) == ()
-    assert postprocess_kinds(_post(whitening={"mode": "learned"})) == ("learned_whitening",)
-    both = _post(dba={"enabled": True}, query_expansion={"enabled": True})
-    assert postprocess_kinds(both) == ("dba", "query_expansion")
+def test_the_paper_has_a_finding_for_every_step() -> None:
     every = _post(
         whitening={"mode": "pca"},
         dba={"enabled": True},
         query_expansion={"enabled": True},
         rerank={"enabled": True},
     )
-    assert postprocess_kinds(every) == ("pca_whitening", "dba", "query_expansion", "rerank")
-    assert set(postprocess_kinds(every)) < set(POSTPROCESS_FOUND)
+    assert set(every.steps()) < set(POSTPROCESS_FOUND)
+    assert _post(whitening={"mode": "learned"}).steps()[0] in POSTPROCESS_FOUND
 
 
 def _search(**extra) -> SearchStageConfig:
@@ -318,7 +312,7 @@ def test_the_table_7_layout_says_what_helped_here_and_what_the_paper_found(tmp_p
         assert row["helped here"] == ("yes" if ours > base else "no" if ours < base else "same")
     assert frame["paper found"].tolist() == [
         "–",
-        POSTPROCESS_FOUND["query_expansion"],
+        POSTPROCESS_FOUND["qe"],
         POSTPROCESS_FOUND["rerank"],
     ]
     assert "by Acc@10" in table.caption

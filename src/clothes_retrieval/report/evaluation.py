@@ -72,7 +72,6 @@ __all__ = [
     "box_budget_table",
     "ensemble_members",
     "fusion_report_table",
-    "postprocess_kinds",
     "with_postprocess_verdicts",
     "headline_line",
     "log_evaluation",
@@ -290,28 +289,13 @@ def fusion_report_table(fusion_table: pd.DataFrame) -> ReportTable:
     )
 
 
-def postprocess_kinds(post: PostprocessConfig) -> tuple[str, ...]:
-    """The steps ``post`` enables, as keys of :data:`~clothes_retrieval.report.paper.
-    POSTPROCESS_FOUND`, in the order applied (empty: plain nearest neighbour)."""
-    kinds = []
-    if post.whitening.mode != "none":
-        kinds.append(f"{post.whitening.mode}_whitening")
-    if post.dba.enabled:
-        kinds.append("dba")
-    if post.query_expansion.enabled:
-        kinds.append("query_expansion")
-    if post.rerank.enabled:
-        kinds.append("rerank")
-    return tuple(kinds)
-
-
 def _paper_found(post: PostprocessConfig) -> str:
-    kinds = postprocess_kinds(post)
-    if not kinds:
+    steps = post.steps()
+    if not steps:
         return "–"
-    if len(kinds) == 1:
-        return POSTPROCESS_FOUND[kinds[0]]
-    return "; ".join(f"{k.replace('_', ' ')}: {POSTPROCESS_FOUND[k]}" for k in kinds)
+    if len(steps) == 1:
+        return POSTPROCESS_FOUND[steps[0]]
+    return "; ".join(f"{k}: {POSTPROCESS_FOUND[k]}" for k in steps)
 
 
 VERDICT_DECIMALS = 4  # the report's precision: "same" means the same printed numbers
@@ -354,7 +338,7 @@ def rerank_setting(search: SearchStageConfig) -> tuple[str, PostprocessConfig]:
     """(name, setting): the first configured post-processing setting that only re-ranks,
     else the default re-ranking (:class:`~clothes_retrieval.search.rank.RerankConfig`)."""
     for name, post in search.postprocess.items():
-        if postprocess_kinds(post) == ("rerank",):
+        if post.steps() == ("rerank",):
             return name, post
     return "default k-reciprocal re-ranking", PostprocessConfig(rerank=RerankConfig(enabled=True))
 

@@ -48,12 +48,12 @@ TABLE7_RERANK = {  # m4 on validation: (Acc@1, Acc@10); "<boxes>, <search>"
 }
 
 # What the paper found for each post-processing step, keyed by the step that a search
-# setting enables (clothes_retrieval.report.evaluation.postprocess_kinds). The paper tried
+# setting enables (PostprocessConfig.steps(), the names of its labels). The paper tried
 # PCA whitening, α-QE, DBA and k-reciprocal re-ranking; learned whitening is ours.
 POSTPROCESS_FOUND = {
-    "pca_whitening": "did not help",
-    "learned_whitening": "not tried (PCA whitening did not help)",
+    "whiten-pca": "did not help",
+    "whiten-learned": "not tried (PCA whitening did not help)",
     "dba": "did not help",
-    "query_expansion": "did not help",
+    "qe": "did not help",
     "rerank": "helped only on a reduced box set (126k of 590k boxes, Table 7)",
 }
