@@ -125,6 +125,11 @@ def test_category_scores_match_a_plain_loop_on_random_rankings(seed: int) -> Non
     missing = ~users["item_uid"].isin(answered["item_uid"])
     details = scores.details.set_index("item_uid")
     assert details.loc[users.loc[missing, "item_uid"], "detection"].isna().all()
+    # the first result's class, read literally; -1 when no row answers the query
+    for uid, top1 in details["top1_category_id"].items():
+        row = answered.index[answered["item_uid"] == uid]
+        first = ranking[row[0], 0] if len(row) else -1
+        assert top1 == (gallery["category_id"].iloc[first] if first >= 0 else -1)
 
 
 def test_category_scores_refuse_rows_that_answer_no_query() -> None:

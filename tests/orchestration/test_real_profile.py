@@ -101,6 +101,9 @@ def test_real_profile_runs_on_real_photos_and_prints_the_line_last(
     assert len(coco["images"]) == train["image_path"].nunique() == 8
     report = (real / "evaluation_report" / "report.md").read_text()
     assert "Acc@k per class" in report and "category" in report
+    for boxes in ("gt", "fused"):  # per box source: where each class's queries go
+        assert f"Confusion: real_lite1_mixed_e8, {boxes} boxes" in report
+        assert (real / "evaluation_report" / f"confusion_real_lite1_mixed_e8_{boxes}.png").is_file()
 
     # A second run reuses the trained detector and model (no retraining) and agrees.
     model = real / "model" / "real_lite1_mixed_e8" / "model.pt"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clothes_retrieval.evaluation import evaluate_category_retrieval
 from clothes_retrieval.profile import EvaluationConfig, SearchStageConfig
 from clothes_retrieval.report import ReportTable
 from clothes_retrieval.report.evaluation import (
@@ -107,6 +108,46 @@ def test_the_report_is_an_offline_run_with_its_tables(tmp_path: Path, monkeypatc
     report = run.artifacts["evaluation-report"]
     assert report["type"] == "report" and set(report["entries"]) == {"report.md", "report.html"}
     assert report["metadata"]["headline"] == summary.headline
+
+
+def test_the_confusion_table_counts_each_query_s_first_result() -> None:
+    from clothes_retrieval.report.evaluation import confusion_report_table
+    from clothes_retrieval.search.experiments import Experiment, run_experiment
+
+    items = synthetic.items()
+    es = synthetic.embedding_set(items)
+    result = run_experiment(
+        Experiment("m0", ("m0",), "gt"), {"m0": es}, items, protocol="category", ks=(1, 10)
+    )
+    table = confusion_report_table(result, synthetic.CLASSES)
+    frame = table.frame.set_index("class")
+    # by hand: each query's class against its first result's class
+    expected: dict[tuple[str, str], int] = {}
+    for qi in range(len(result.query_rows)):
+        q = synthetic.CLASSES[result.query_rows.iloc[qi]["category_id"]]
+        g = synthetic.CLASSES[result.gallery_rows.iloc[int(result.ranking[qi, 0])]["category_id"]]
+        expected[q, g] = expected.get((q, g), 0) + 1
+    assert len(set(expected.values())) > 1 and any(q != g for q, g in expected)  # not trivial
+    for q in frame.index:
+        for g in frame.columns.drop("queries"):
+            assert frame.loc[q, g] == expected.get((q, g), 0), (q, g)
+        assert frame.loc[q, "queries"] == frame.loc[q].drop("queries").sum()
+    hits = sum(frame.loc[c, c] for c in frame.index)
+    assert hits / frame["queries"].sum() == pytest.approx(result.scores.accuracy[1])
+    assert "no box" not in frame.columns  # every query has its ground-truth box
+    assert table.figures[0].png.startswith(b"\x89PNG")
+
+    # a query no box answers is counted under "no box", not under a class
+    answered = result.query_rows.iloc[1:].reset_index(drop=True)
+    missed = dataclasses.replace(
+        result,
+        scores=evaluate_category_retrieval(
+            items, answered, result.gallery_rows, result.ranking[1:], (1, 10)
+        ),
+    )
+    frame = confusion_report_table(missed, synthetic.CLASSES).frame.set_index("class")
+    first = synthetic.CLASSES[result.query_rows.iloc[0]["category_id"]]
+    assert frame.loc[first, "no box"] == 1 and frame["no box"].sum() == 1
 
 
 def test_examples_carry_the_class_and_the_ranking_s_scores() -> None:

@@ -9,7 +9,9 @@ street photos against product photos sorted by class):
   photo whose IoU with the query's box is at least ``match_iou`` (0.5, DeepFashion2's
   rule, :func:`match_detections`); a query that no box matches is a miss at every k;
 - a query is a hit at k when a gallery item of its class (``category_id``) is among its
-  first k results. Acc@k = hits / all ground-truth queries.
+  first k results. Acc@k = hits / all ground-truth queries;
+- the details say, per query, its first hit's rank and its first result's class
+  (``top1_category_id``), from which the report's confusion table counts where misses go.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ def evaluate_category_retrieval(
             "category_name": queries["category_name"],
             "detection": pd.array(np.where(valid, row_of.fillna(-1), -1), dtype="Int64"),
             "first_hit_rank": first,
+            # the class of the first result (-1: no box answered the query, or no result)
+            "top1_category_id": np.where(valid, ranked[:, 0], -1),
         }
     )
     details.loc[~valid, "detection"] = pd.NA

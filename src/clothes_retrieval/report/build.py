@@ -39,6 +39,7 @@ __all__ = [
     "ExampleQuery",
     "ReportInputs",
     "acc_curves_figure",
+    "confusion_figure",
     "example_grid",
     "figure_png",
     "fusion_ablation_figure",
@@ -284,6 +285,49 @@ def fusion_ablation_figure(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("WBF over n detectors: AP50", fontsize=10)
+    return fig
+
+
+def confusion_figure(frame: pd.DataFrame, *, title: str = "") -> Figure:
+    """A confusion table (:func:`clothes_retrieval.report.evaluation.confusion_table`'s
+    layout: ``class``, ``queries``, then one count column per first-result class) as a
+    heatmap: each row shaded by its fraction of the row's queries, each cell its count."""
+    from matplotlib.figure import Figure
+
+    classes = list(frame["class"])
+    columns = [c for c in frame.columns if c not in ("class", "queries")]
+    counts = frame[columns].to_numpy(np.float64)
+    totals = frame["queries"].to_numpy(np.float64)
+    fractions = counts / np.maximum(totals, 1)[:, None]
+    fig = Figure(
+        figsize=(1.2 + 0.55 * len(columns), 1.0 + 0.4 * len(classes)), dpi=110, layout="constrained"
+    )
+    ax = fig.subplots()
+    image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for i in range(len(classes)):
+        for j in range(len(columns)):
+            if counts[i, j]:
+                dark = fractions[i, j] > 0.55
+                ax.text(
+                    j,
+                    i,
+                    f"{int(counts[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if dark else "black",
+                )
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(
+        range(len(classes)),
+        [f"{c} ({int(n)})" for c, n in zip(classes, totals, strict=True)],
+        fontsize=8,
+    )
+    ax.set_xlabel("class of the first result")
+    ax.set_ylabel("query class (queries)")
+    fig.colorbar(image, ax=ax, fraction=0.04, label="share of the row's queries")
+    if title:
+        ax.set_title(title, fontsize=10)
     return fig
 
 

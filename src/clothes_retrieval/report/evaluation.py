@@ -42,6 +42,7 @@ from clothes_retrieval.report.build import (
     ReportFigure,
     ReportInputs,
     ReportTable,
+    confusion_figure,
     figure_png,
     fusion_ablation_figure,
     write_report,
@@ -156,6 +157,56 @@ def _per_class(result: ExperimentResult) -> pd.DataFrame:
         .rename(columns={"category_name": "class"})
     )
     return table.sort_values("Acc@1", ascending=False).reset_index(drop=True)
+
+
+NO_ANSWER = "no box"
+
+
+def confusion_table(result: ExperimentResult, names: Mapping[int, str]) -> pd.DataFrame:
+    """Where each class's queries go (category protocol): one row per query class, its
+    number of queries, and per class the queries whose first result is of that class (the
+    diagonal: hits at 1); ``no box`` counts the queries no box answered (detected boxes)."""
+    d = result.scores.details
+    query = d["category_id"].astype(int).to_numpy()
+    top1 = d["top1_category_id"].astype(int).to_numpy()
+    ids = sorted(set(query.tolist()) | set(result.gallery_rows["category_id"].astype(int)))
+    label = {i: names.get(i, f"category {i}") for i in ids}
+    frame = pd.crosstab(
+        pd.Categorical([label[i] for i in query], categories=[label[i] for i in ids]),
+        pd.Categorical(
+            [label.get(i, NO_ANSWER) for i in top1],
+            categories=[label[i] for i in ids] + [NO_ANSWER],
+        ),
+        dropna=False,
+    )
+    frame = frame.loc[frame.sum(axis=1) > 0]  # gallery-only classes have no row
+    if not frame[NO_ANSWER].any():
+        frame = frame.drop(columns=NO_ANSWER)
+    frame.insert(0, "queries", frame.sum(axis=1))
+    frame = frame.rename_axis(index="class", columns=None).reset_index()
+    frame["class"] = frame["class"].astype(str)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def confusion_report_table(result: ExperimentResult, names: Mapping[int, str]) -> ReportTable:
+    """:func:`confusion_table` of ``result`` with its heatmap."""
+    e = result.experiment
+    frame = confusion_table(result, names)
+    title = f"Confusion: {e.name}, {e.box_source} boxes"
+    figure = ReportFigure(
+        f"confusion_{re.sub(r'[^a-z0-9]+', '_', f'{e.name}_{e.box_source}'.lower())}.png",
+        f"{title}: the class of each query's first result",
+        figure_png(confusion_figure(frame, title=title)),
+    )
+    return ReportTable(
+        title,
+        frame,
+        "Rows: the query's class; columns: the class of its first result (the diagonal are "
+        "the hits at 1); 'no box': no detected box answered the query.",
+        float_format="{:.0f}",
+        figures=(figure,),
+    )
 
 
 def _category_name(row: pd.Series, names: Mapping[int, str]) -> str:
@@ -621,14 +672,17 @@ def run_evaluation(
         for k in (1, 10):
             headline[f"{source} boxes, headline {head_name} Acc@{k}"] = float(acc[k])
     if protocol == "category":
-        first = head[search.box_sources[0]]
-        tables.append(
-            ReportTable(
-                f"Acc@k per class: {head_name}, {first.experiment.box_source} boxes",
-                _per_class(first),
-                "A query is a hit at k when a gallery photo of its class is among its first k.",
+        names = _category_names(gt_items)
+        for source in search.box_sources:
+            result = head[source]
+            tables.append(
+                ReportTable(
+                    f"Acc@k per class: {head_name}, {source} boxes",
+                    _per_class(result),
+                    "A query is a hit at k when a gallery photo of its class is among its first k.",
+                )
             )
-        )
+            tables.append(confusion_report_table(result, names))
 
     curves = [
         AccCurve(
