@@ -134,3 +134,28 @@ def test_extra_training_source_joins_the_crops(tiny_project: Path, tmp_path: Pat
     ).all()
     darn_removed = int(across["item_uid"].str.startswith("darn/").sum())
     assert len(darn_crops) + darn_removed == 4
+
+
+def test_a_run_reads_the_profile_once(tiny_project: Path):
+    """Editing the profile while a run goes changes the next run, not this run's later steps."""
+    profile = tiny_project.with_name("snapshot.yaml")
+    profile.write_text(tiny_project.read_text())
+    seen = {}
+
+    @dg.asset
+    def first(pipeline: PipelineResource) -> None:
+        seen["first"] = pipeline.load().name
+        data = yaml.safe_load(profile.read_text())
+        profile.write_text(yaml.safe_dump({**data, "name": "edited"}))  # mid-run edit
+
+    @dg.asset(deps=[first])
+    def second(pipeline: PipelineResource) -> None:
+        seen["second"] = pipeline.load().name
+
+    pipeline = PipelineResource(profile_path=str(profile))
+    assert dg.materialize([first, second], resources={"pipeline": pipeline}).success
+    assert seen["second"] == seen["first"] != "edited"
+    # the next run (and anything outside a run) reads the file as it is now
+    assert pipeline.load().name == "edited"
+    assert dg.materialize([second], resources={"pipeline": pipeline}).success
+    assert seen["second"] == "edited"
