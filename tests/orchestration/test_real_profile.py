@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from clothes_retrieval.cli import main
-from clothes_retrieval.profile import shared_data_root
+from clothes_retrieval.profile import load_profile, shared_data_root
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "configs" / "pipeline"
@@ -29,7 +29,8 @@ SMOKE = [
     "detection.max_epochs=1",
     "detection.score_thr=0.0",
     "search.acc10_floor=0.0",
-    "retrieval.overrides={train: {epochs: 1, batch_size: 16, m_per_class: 2}, "
+    "retrieval.overrides={train: {epochs: 1, batch_size: 16, m_per_class: 2, "
+    "iterations_per_epoch: null}, "
     "model: {input_size: [64, 64]}}",
 ]
 
@@ -80,8 +81,9 @@ def test_real_profile_runs_on_real_photos_and_prints_the_line_last(
     assert m, lines[-1]
     gt1, gt10, det1, det10 = (float(v) for v in m.groups())
     real = out / "real"
+    name = load_profile(PROFILES / "real.yaml").evaluation.headline
     # the printed numbers are the headline model's, recomputed here from its vectors
-    headline = real / "embeddings" / "real_lite1_mixed_e8"
+    headline = real / "embeddings" / name
     n_queries = len(pd.read_parquet(headline / "gt" / "query.parquet"))
     assert (gt1, gt10) == pytest.approx(_category_acc(headline / "gt", n_queries), abs=5e-4)
     assert (det1, det10) == pytest.approx(_category_acc(headline / "fused", n_queries), abs=5e-4)
@@ -102,11 +104,11 @@ def test_real_profile_runs_on_real_photos_and_prints_the_line_last(
     report = (real / "evaluation_report" / "report.md").read_text()
     assert "Acc@k per class" in report and "category" in report
     for boxes in ("gt", "fused"):  # per box source: where each class's queries go
-        assert f"Confusion: real_lite1_mixed_e8, {boxes} boxes" in report
-        assert (real / "evaluation_report" / f"confusion_real_lite1_mixed_e8_{boxes}.png").is_file()
+        assert f"Confusion: {name}, {boxes} boxes" in report
+        assert (real / "evaluation_report" / f"confusion_{name}_{boxes}.png").is_file()
 
     # A second run reuses the trained detector and model (no retraining) and agrees.
-    model = real / "model" / "real_lite1_mixed_e8" / "model.pt"
+    model = real / "model" / name / "model.pt"
     before = model.stat().st_mtime_ns
     assert _run("real.yaml", out, []) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == lines[-1]
